@@ -1,0 +1,221 @@
+//! Call endpoints: initiate (one and bulk), the provider's callback, reading calls, and the
+//! streamed CSV export.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{Value, json};
+
+use super::campaigns::{check_batch_size, parse_number_item};
+use super::error::ApiError;
+use super::extract::{JsonBody, Params, read};
+use super::views::*;
+use super::AppState;
+use crate::model::{CallId, Outcome, Status, rfc3339};
+use crate::phone;
+use crate::store::CallFilter;
+use crate::writer::{BulkSource, CallbackInput, Command};
+
+/// Rows the export sends per chunk.
+const EXPORT_CHUNK_ROWS: usize = 1000;
+/// Chunks buffered between the export's reader thread and the connection.
+const EXPORT_CHANNEL_CHUNKS: usize = 4;
+/// The longest `call_duration` accepted, in seconds (a day).
+const CALL_DURATION_MAX_SECONDS: u64 = 86_400;
+
+pub async fn initiate(State(state): State<AppState>, JsonBody(body): JsonBody<InitiateCallBody>) -> Result<impl IntoResponse, ApiError> {
+    let phone_number = phone::normalize(&body.phone_number).map_err(|m| ApiError::field("phone_number", m))?;
+    let campaign_id = body.campaign_id.0;
+    let call = state.writer.request(|reply| Command::InitiateCall { campaign_id, phone_number, reply }).await?;
+    tracing::info!(call_id = %call.call_id, campaign_id, phone = %phone::mask(&call.phone_number), "call accepted");
+    Ok((StatusCode::CREATED, Json(CallView::from(&call))))
+}
+
+pub async fn bulk(State(state): State<AppState>, JsonBody(body): JsonBody<BulkBody>) -> Result<impl IntoResponse, ApiError> {
+    let campaign_id = body.campaign_id.0;
+    let source = match (body.phone_numbers, body.use_campaign_numbers) {
+        (Some(_), Some(true)) => return Err(ApiError::field("use_campaign_numbers", "Give either phone_numbers or use_campaign_numbers, not both")),
+        (Some(items), _) => {
+            check_batch_size(&state, items.len())?;
+            if items.is_empty() {
+                return Err(ApiError::field("phone_numbers", "phone_numbers must not be empty"));
+            }
+            BulkSource::Numbers(items.iter().map(|item| parse_number_item(item).map(|(e164, _)| e164)).collect())
+        }
+        (None, Some(true)) => BulkSource::CampaignNumbers,
+        (None, _) => return Err(ApiError::field("phone_numbers", "phone_numbers is required unless use_campaign_numbers is true")),
+    };
+    let summary = state.writer.request(|reply| Command::BulkInitiate { campaign_id, source, reply }).await?;
+    let accepted = summary.accepted.len() as u64;
+    tracing::info!(campaign_id, accepted, failed = summary.failed_numbers.len(), "bulk calls accepted");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "success": true,
+            "campaign_id": campaign_id,
+            "total_requested": summary.total_requested,
+            "immediate_processed": summary.immediate_processed,
+            "queued_for_later": accepted - summary.immediate_processed,
+            "failed": summary.failed_numbers.len(),
+            "call_ids": summary.accepted.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "failed_numbers": summary.failed_numbers.iter().map(|(p, r)| json!({"phone_number": p, "reason": r})).collect::<Vec<_>>(),
+        })),
+    ))
+}
+
+fn parse_callback(body: CallbackBody) -> Result<CallbackInput, ApiError> {
+    // The status is validated before the call is looked up (400 before 404).
+    let outcome = match &body.status {
+        Value::String(s) => Outcome::parse(s.trim()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::field("status", "status must be one of PICKED, DISCONNECTED, RNR, FAILED"))?;
+    let call_id = match &body.call_id {
+        Value::String(s) => CallId::parse(s.trim()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::field("call_id", "call_id must be a call's UUID"))?;
+    let duration_seconds = match body.call_duration {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if (0.0..=CALL_DURATION_MAX_SECONDS as f64).contains(&f) => Some(f.round() as u64),
+            _ => return Err(ApiError::field("call_duration", format!("call_duration must be seconds from 0 to {CALL_DURATION_MAX_SECONDS}"))),
+        },
+        Some(_) => return Err(ApiError::field("call_duration", "call_duration must be a number of seconds")),
+    };
+    let external_call_id = match body.external_call_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= 200 => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(ApiError::field("external_call_id", "external_call_id must be a string of at most 200 characters")),
+    };
+    let attempt = match body.attempt {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(a) if (1..=u32::MAX as u64).contains(&a) => Some(a as u32),
+            _ => return Err(ApiError::field("attempt", "attempt must be a positive integer")),
+        },
+        Some(_) => return Err(ApiError::field("attempt", "attempt must be a positive integer")),
+    };
+    Ok(CallbackInput { call_id, outcome, attempt, external_call_id, duration_seconds })
+}
+
+pub async fn callback(State(state): State<AppState>, JsonBody(body): JsonBody<CallbackBody>) -> Result<Json<Value>, ApiError> {
+    let input = parse_callback(body)?;
+    let (call_id, applied) = state.writer.request(|reply| Command::Callback { input, reply }).await?;
+    Ok(Json(json!({
+        "message": "Callback processed",
+        "call_id": call_id.to_string(),
+        "status": applied.resulting_status.as_str(),
+        "retry_scheduled": applied.next_retry_at.is_some(),
+        "next_retry_at": applied.next_retry_at.map(rfc3339),
+    })))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CallView>, ApiError> {
+    let call_id = CallId::parse(&id).ok_or_else(|| ApiError::NotFound("Call not found".into()))?;
+    let call = read(&state, move |r| r.call(call_id)?.ok_or_else(|| ApiError::NotFound("Call not found".into()))).await?;
+    Ok(Json(CallView::from(&call)))
+}
+
+fn filter_from(params: &Params) -> Result<CallFilter, ApiError> {
+    Ok(CallFilter {
+        campaign_id: params.id("campaign_id")?,
+        status: params
+            .text("status")
+            .map(|s| Status::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::field("status", format!("Unknown status `{s}`"))))
+            .transpose()?,
+        phone_number: params.text("phone_number").map(|p| phone::normalize(p).map_err(|m| ApiError::field("phone_number", m))).transpose()?,
+    })
+}
+
+pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<PageView<CallView>>, ApiError> {
+    let filter = filter_from(&params)?;
+    let limit = params.limit(&state)?;
+    let after = params.text("cursor").map(|c| CallId::parse(c).ok_or_else(|| ApiError::field("cursor", "cursor is not one this API gave out"))).transpose()?;
+    let scan_max = state.config.limits.list_scan_max;
+    let page = read(&state, move |r| Ok(r.calls(&filter, after, limit, scan_max)?)).await?;
+    Ok(Json(PageView { results: page.items.iter().map(CallView::from).collect(), next_cursor: page.next.map(|c| c.to_string()) }))
+}
+
+const EXPORT_COLUMNS: [&str; 14] = [
+    "call_id",
+    "campaign_id",
+    "phone_number",
+    "status",
+    "last_outcome",
+    "attempt_count",
+    "max_attempts",
+    "created_at",
+    "updated_at",
+    "last_attempt_at",
+    "next_retry_at",
+    "total_call_time",
+    "external_call_id",
+    "error_message",
+];
+
+/// Streams every matching call as CSV: a reader thread walks one snapshot and hands chunks
+/// to the connection through a small bounded channel, so memory stays constant at any size.
+pub async fn export(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let filter = filter_from(&params)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_CHANNEL_CHUNKS);
+    let reader = state.store.read()?;
+    tokio::task::spawn_blocking(move || {
+        let new_chunk = || csv::Writer::from_writer(Vec::with_capacity(EXPORT_CHUNK_ROWS * 160));
+        let mut out = new_chunk();
+        let _ = out.write_record(EXPORT_COLUMNS);
+        let mut rows = 0usize;
+        let mut client_gone = false;
+        let result = reader.scan_calls(&filter, None, &mut |_, matched, _| {
+            let Some(c) = matched else { return true };
+            let record = [
+                c.call_id.to_string(),
+                c.campaign_id.to_string(),
+                c.phone_number.clone(),
+                c.status.as_str().to_string(),
+                c.last_outcome.map(|o| o.as_str()).unwrap_or("").to_string(),
+                c.attempt_count.to_string(),
+                c.max_attempts.to_string(),
+                rfc3339(c.created_at),
+                rfc3339(c.updated_at),
+                c.last_attempt_at.map(rfc3339).unwrap_or_default(),
+                c.next_retry_at.map(rfc3339).unwrap_or_default(),
+                c.total_call_time.to_string(),
+                c.external_call_id.clone().unwrap_or_default(),
+                c.error_message.clone().unwrap_or_default(),
+            ];
+            let _ = out.write_record(&record);
+            rows += 1;
+            if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
+                let chunk = std::mem::replace(&mut out, new_chunk()).into_inner().unwrap_or_default();
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    client_gone = true;
+                    return false;
+                }
+            }
+            true
+        });
+        if client_gone {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let _ = tx.blocking_send(Ok(out.into_inner().unwrap_or_default()));
+            }
+            Err(error) => {
+                tracing::error!(%error, "export failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(header::CONTENT_DISPOSITION, "attachment; filename=\"calls.csv\"")
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid"))
+}

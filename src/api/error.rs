@@ -1,0 +1,88 @@
+//! The API's one error type: one table from variant to status code and `code` string, and the
+//! single JSON shape `{"error": {"code", "message", "details"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::model::CallId;
+use crate::store::StoreError;
+use crate::writer::CommandError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest { message: String, field: Option<String> },
+    Unauthorized,
+    NotFound(String),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge(String),
+    Duplicate { message: String, call_id: CallId },
+    Unavailable(String),
+    Internal,
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { message: message.into(), field: Some(field.into()) }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Duplicate { .. } => (StatusCode::TOO_MANY_REQUESTS, "duplicate_call"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn message_and_details(&self) -> (String, Value) {
+        match self {
+            ApiError::BadRequest { message, field } => (message.clone(), field.as_ref().map(|f| json!({"field": f})).unwrap_or(json!({}))),
+            ApiError::Unauthorized => ("Authentication credentials were not provided or are invalid.".into(), json!({})),
+            ApiError::NotFound(message) | ApiError::Conflict(message) | ApiError::PayloadTooLarge(message) | ApiError::Unavailable(message) => {
+                (message.clone(), json!({}))
+            }
+            ApiError::MethodNotAllowed => ("Method not allowed on this path.".into(), json!({})),
+            ApiError::Duplicate { message, call_id } => (message.clone(), json!({"call_id": call_id.to_string()})),
+            ApiError::Internal => ("Internal error; the service log has the details.".into(), json!({})),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let (message, details) = self.message_and_details();
+        let body = json!({"error": {"code": code, "message": message, "details": details}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::NotFound(m) => ApiError::NotFound(m),
+            CommandError::Invalid { field, message } => ApiError::BadRequest { message, field: Some(field) },
+            CommandError::Conflict(m) => ApiError::Conflict(m),
+            CommandError::Duplicate { call_id, message } => ApiError::Duplicate { message, call_id },
+            CommandError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "read failed");
+        ApiError::Internal
+    }
+}

@@ -1,0 +1,133 @@
+//! Request plumbing: JSON bodies with field-naming errors, query parameters, pagination,
+//! authentication, and store reads off the async workers.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Query, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::Reader;
+
+/// A JSON body whose errors name the field: `{"field": "phone_numbers[3]"}`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("Request body is larger than limits.request_body_max_bytes".into())
+            } else {
+                ApiError::BadRequest { message: format!("Unreadable request body: {rejection}"), field: None }
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest { message: "Request body is empty; a JSON object is expected".into(), field: None });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let text = inner.to_string();
+        // serde reports a missing field at the parent's path; name the field itself.
+        let field = match text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            Some(missing) if path == "." => Some(missing.to_string()),
+            Some(missing) => Some(format!("{path}.{missing}")),
+            None if path == "." => None,
+            None => Some(path),
+        };
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("Invalid JSON: {text}")
+        } else {
+            match &field {
+                Some(f) => format!("Invalid field `{f}`: {}", strip_position(&text)),
+                None => format!("Invalid request: {}", strip_position(&text)),
+            }
+        };
+        ApiError::BadRequest { message, field }
+    })?;
+    deserializer.end().map_err(|e| ApiError::BadRequest { message: format!("Invalid JSON: {e}"), field: None })?;
+    Ok(value)
+}
+
+fn strip_position(text: &str) -> &str {
+    text.split(" at line ").next().unwrap_or(text)
+}
+
+/// Query parameters as text, parsed one by one so each error can name its parameter.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::BadRequest { message: format!("Invalid query string: {e}"), field: None })?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn id(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.text(name).map(|v| parse_id(name, v)).transpose()
+    }
+
+    /// `limit` within `[1, page_size_max]`, default `page_size_default`.
+    pub fn limit(&self, state: &AppState) -> Result<usize, ApiError> {
+        let limits = &state.config.limits;
+        match self.text("limit") {
+            None => Ok(limits.page_size_default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=limits.page_size_max).contains(&n) => Ok(n),
+                _ => Err(ApiError::field("limit", format!("limit must be a whole number from 1 to {}", limits.page_size_max))),
+            },
+        }
+    }
+}
+
+pub fn parse_id(field: &str, text: &str) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ApiError::field(field, format!("{field} must be a positive integer"))),
+    }
+}
+
+/// Runs a read against a fresh snapshot on the blocking pool.
+pub async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&Reader) -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = store.read()?;
+        f(&reader)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "read task failed");
+        ApiError::Internal
+    })?
+}
+
+/// True when `presented` equals one of the tokens; every token is compared in constant time.
+pub fn token_matches(tokens: &[String], presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut matched = subtle::Choice::from(0);
+    for token in tokens {
+        matched |= token.as_bytes().ct_eq(presented.as_bytes());
+    }
+    matched.into()
+}

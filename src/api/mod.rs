@@ -1,0 +1,118 @@
+//! The HTTP API (DESIGN §3) on axum: routes, shared state, and the middleware that every
+//! request passes (access log, timeout, authentication). Handlers validate, then hand commands
+//! to the writer and await the commit; reads go straight to a store snapshot. The API never
+//! edits a call's state and never talks to the provider.
+
+mod calls;
+mod campaigns;
+pub mod error;
+mod extract;
+mod ops;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
+use axum::Router;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::stats::{Gauges, LiveStats};
+use crate::store::Store;
+use crate::writer::WriterHandle;
+use error::ApiError;
+
+/// What every handler can reach. Cheap to clone (handles and `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    pub writer: WriterHandle,
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub gauges: Arc<Gauges>,
+    pub stats: Arc<LiveStats>,
+    pub clock: SharedClock,
+}
+
+/// Registers `path` with and without the trailing slash (both are accepted, DESIGN §3).
+fn both(router: Router<AppState>, path: &str, methods: MethodRouter<AppState>) -> Router<AppState> {
+    let bare = path.trim_end_matches('/');
+    router.route(bare, methods.clone()).route(&format!("{bare}/"), methods)
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new();
+    let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
+        ("/api/v1/campaigns", get(campaigns::list).post(campaigns::create)),
+        ("/api/v1/campaigns/{id}", get(campaigns::get).patch(campaigns::patch)),
+        ("/api/v1/campaigns/{id}/pause", post(campaigns::pause)),
+        ("/api/v1/campaigns/{id}/resume", post(campaigns::resume)),
+        ("/api/v1/campaigns/{id}/stop", post(campaigns::stop)),
+        ("/api/v1/campaigns/{id}/start", post(campaigns::start)),
+        ("/api/v1/campaigns/{id}/phone-numbers", get(campaigns::list_numbers)),
+        ("/api/v1/phone-numbers", post(campaigns::add_numbers)),
+        ("/api/v1/initiate-call", post(calls::initiate)),
+        ("/api/v1/bulk-initiate-calls", post(calls::bulk)),
+        ("/api/v1/callback", put(calls::callback)),
+        ("/api/v1/calls", get(calls::list)),
+        ("/api/v1/calls/export", get(calls::export)),
+        ("/api/v1/calls/{id}", get(calls::get)),
+        ("/api/v1/dlq", get(ops::dead_letters)),
+        ("/api/v1/dlq/{id}/replay", post(ops::replay)),
+        ("/api/v1/metrics", get(ops::metrics)),
+        ("/metrics", get(ops::prometheus)),
+    ];
+    for (path, methods) in routes {
+        api = both(api, path, methods);
+    }
+    let api = api.route_layer(from_fn_with_state(state.clone(), authenticate));
+    let open = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz));
+    api.merge(open)
+        .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.config.limits.request_body_max_bytes))
+        .layer(from_fn_with_state(state.clone(), access_log))
+        .with_state(state)
+}
+
+/// `X-Auth-Token: <token>` or `Authorization: Bearer <token>`, compared in constant time.
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if presented_token(request.headers()).is_some_and(|t| extract::token_matches(&state.config.tokens, t)) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Some(token.trim());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// One line per request (method, path, status, latency; never a token or a query string, which
+/// may hold a phone number), and the request time limit.
+async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = match tokio::time::timeout(state.config.limits.http_request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable("Request took longer than limits.http_request_timeout".into()).into_response(),
+    };
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(target: "callmgr::access", %method, path, status, micros, "request");
+    } else {
+        tracing::info!(target: "callmgr::access", %method, path, status, micros, "request");
+    }
+    response
+}

@@ -1,0 +1,194 @@
+//! Operational endpoints: metrics (JSON and Prometheus text), dead letters, health and readiness.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{Params, parse_id, read};
+use super::views::*;
+use super::AppState;
+use crate::model::{Status, rfc3339};
+use crate::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
+use crate::store::{Counter, day_of};
+use crate::writer::Command;
+
+/// Days of `recent_metrics`.
+const RECENT_DAYS: u32 = 7;
+/// Seconds of per-second series in `metrics/` (the dashboard's sparklines).
+const SERIES_SECONDS: usize = 120;
+/// A scheduler heartbeat older than this marks the system degraded.
+const SCHEDULER_STALL_MS: i64 = 5_000;
+
+struct Snapshot {
+    by_status: Vec<(Status, u64)>,
+    days: Vec<(u32, Vec<(Counter, u64)>)>,
+    dead_letters: u64,
+}
+
+async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
+    let today = day_of(state.clock.now_ms());
+    read(state, move |r| {
+        let days = (0..RECENT_DAYS).filter_map(|back| today.checked_sub(back)).map(|day| r.daily(day).map(|c| (day, c))).collect::<Result<_, _>>()?;
+        Ok(Snapshot { by_status: r.status_counts(0)?, days, dead_letters: r.dead_letter_count()? })
+    })
+    .await
+}
+
+fn system_status(state: &AppState, now: i64) -> &'static str {
+    let g = &state.gauges;
+    if !g.scheduler_alive(now, SCHEDULER_STALL_MS) || state.writer.queued() * 10 >= state.config.limits.writer_inbox_max * 9 {
+        "degraded"
+    } else if g.in_flight.load(Ordering::Relaxed) >= g.max_concurrent_calls.load(Ordering::Relaxed) {
+        "at_capacity"
+    } else {
+        "healthy"
+    }
+}
+
+fn per_second(series: &[SecondCounts], pick: fn(&SecondCounts) -> u64) -> f64 {
+    let last_minute = &series[series.len().saturating_sub(60)..];
+    last_minute.iter().map(pick).sum::<u64>() as f64 / last_minute.len().max(1) as f64
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let snap = snapshot(&state).await?;
+    let now = state.clock.now_ms();
+    let g = &state.gauges;
+    let stats = &state.stats;
+    let recent: Vec<Value> = snap
+        .days
+        .iter()
+        .map(|(day, counters)| {
+            let get = |c: Counter| counters.iter().find(|(k, _)| *k == c).map(|(_, v)| *v).unwrap_or(0);
+            let picked = get(Counter::Picked);
+            let duration = get(Counter::CallDurationSeconds);
+            let date = jiff::Timestamp::from_second(*day as i64 * 86_400).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
+            json!({
+                "date": date,
+                "total_calls_initiated": get(Counter::Initiated),
+                "total_calls_dialled": get(Counter::Dialled),
+                "total_calls_picked": picked,
+                "total_calls_disconnected": get(Counter::Disconnected),
+                "total_calls_rnr": get(Counter::Rnr),
+                "total_calls_failed": get(Counter::Failed),
+                "total_retries": get(Counter::Retries),
+                "peak_concurrent_calls": get(Counter::PeakConcurrent),
+                "total_call_duration": duration,
+                "avg_call_duration": if picked == 0 { 0.0 } else { ((duration as f64 / picked as f64) * 10.0).round() / 10.0 },
+                "dlq_entries_created": get(Counter::DeadLetters),
+            })
+        })
+        .collect();
+    let series = stats.series(now, SERIES_SECONDS);
+    let latency = stats.recent_latency_percentiles();
+    Ok(Json(json!({
+        "current_concurrent_calls": g.in_flight.load(Ordering::Relaxed),
+        "max_concurrent_calls": g.max_concurrent_calls.load(Ordering::Relaxed),
+        "system_status": system_status(&state, now),
+        "queue_depth": g.queue_depth.load(Ordering::Relaxed),
+        "held_by_paused_campaigns": g.held_paused.load(Ordering::Relaxed),
+        "retrying": g.retrying.load(Ordering::Relaxed),
+        "calls_by_status": snap.by_status.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "recent_metrics": recent,
+        "rates": {
+            "window_seconds": 60,
+            "accepted_per_second": per_second(&series, |s| s.accepted),
+            "dials_per_second": per_second(&series, |s| s.dials),
+            "outcomes_per_second": per_second(&series, |s| s.outcomes),
+            "completions_per_second": per_second(&series, |s| s.finals),
+        },
+        "series": {
+            "seconds": SERIES_SECONDS,
+            "dials": series.iter().map(|s| s.dials).collect::<Vec<_>>(),
+            "completions": series.iter().map(|s| s.finals).collect::<Vec<_>>(),
+        },
+        "provider": {
+            "latency_ms_p50": latency.map(|l| l.0),
+            "latency_ms_p99": latency.map(|l| l.1),
+            "transport_errors": stats.provider_transport_errors.load(Ordering::Relaxed),
+            "refusals": stats.provider_refusals.load(Ordering::Relaxed),
+            "recent_errors": stats.recent_errors().iter().map(|e| json!({"at": rfc3339(e.at), "message": e.message})).collect::<Vec<_>>(),
+        },
+        "dead_letters": snap.dead_letters,
+        "writer_queue": state.writer.queued(),
+        "uptime_seconds": (now - stats.started_at).max(0) / 1000,
+    })))
+}
+
+/// `GET /metrics`: Prometheus text exposition format 0.0.4.
+pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snap = snapshot(&state).await?;
+    let g = &state.gauges;
+    let stats = &state.stats;
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: u64| vec![(String::new(), v.to_string())];
+    metric("callmgr_calls_in_flight", "gauge", "Calls holding a slot (PROCESSING or being dispatched).", &plain(g.in_flight.load(Ordering::Relaxed)));
+    metric("callmgr_max_concurrent_calls", "gauge", "The configured limit on calls in flight.", &plain(g.max_concurrent_calls.load(Ordering::Relaxed)));
+    metric("callmgr_queue_depth", "gauge", "INITIATED calls waiting for a slot.", &plain(g.queue_depth.load(Ordering::Relaxed)));
+    metric("callmgr_calls_retrying", "gauge", "Calls waiting for their next retry.", &plain(g.retrying.load(Ordering::Relaxed)));
+    let by_status: Vec<(String, String)> = snap.by_status.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
+    metric("callmgr_calls", "gauge", "Stored calls by status.", &by_status);
+    metric("callmgr_dead_letters", "gauge", "Dead letters stored.", &plain(snap.dead_letters));
+    metric("callmgr_writer_queue", "gauge", "Commands waiting for the writer.", &plain(state.writer.queued() as u64));
+    metric("callmgr_calls_accepted_total", "counter", "Calls accepted since start.", &plain(stats.total(Rate::Accepted)));
+    metric("callmgr_dials_total", "counter", "Dial attempts committed since start.", &plain(stats.total(Rate::Dials)));
+    metric("callmgr_outcomes_total", "counter", "Attempt outcomes applied since start.", &plain(stats.total(Rate::Outcomes)));
+    metric("callmgr_calls_completed_total", "counter", "Calls that reached a final state since start.", &plain(stats.total(Rate::Finals)));
+    let errors = vec![
+        ("{kind=\"transport\"}".to_string(), stats.provider_transport_errors.load(Ordering::Relaxed).to_string()),
+        ("{kind=\"refused\"}".to_string(), stats.provider_refusals.load(Ordering::Relaxed).to_string()),
+    ];
+    metric("callmgr_provider_errors_total", "counter", "Failed dial requests since start.", &errors);
+    let (cumulative, sum_ms, count) = stats.latency_histogram();
+    let mut histogram: Vec<(String, String)> = LATENCY_BUCKETS_MS
+        .iter()
+        .zip(&cumulative)
+        .map(|(le, n)| (format!("_bucket{{le=\"{}\"}}", *le as f64 / 1000.0), n.to_string()))
+        .collect();
+    histogram.push(("_bucket{le=\"+Inf\"}".into(), cumulative.last().copied().unwrap_or(0).to_string()));
+    histogram.push(("_sum".into(), (sum_ms as f64 / 1000.0).to_string()));
+    histogram.push(("_count".into(), count.to_string()));
+    metric("callmgr_provider_request_duration_seconds", "histogram", "Dial request latency, per send.", &histogram);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
+}
+
+pub async fn dead_letters(State(state): State<AppState>, params: Params) -> Result<Json<PageView<DeadLetterView>>, ApiError> {
+    let limit = params.limit(&state)?;
+    let after = params.text("cursor").map(|c| parse_id("cursor", c)).transpose()?;
+    let page = read(&state, move |r| Ok(r.dead_letters(after, limit)?)).await?;
+    Ok(Json(PageView { results: page.items.iter().map(DeadLetterView::from).collect(), next_cursor: page.next.map(|n| n.to_string()) }))
+}
+
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CallView>, ApiError> {
+    let id = parse_id("id", &id).map_err(|_| ApiError::NotFound("Dead letter not found".into()))?;
+    let call = state.writer.request(|reply| Command::ReplayDeadLetter { id, reply }).await?;
+    Ok(Json(CallView::from(&call)))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let now = state.clock.now_ms();
+    let ready = state.gauges.ready.load(Ordering::Acquire);
+    let scheduler = state.gauges.scheduler_alive(now, SCHEDULER_STALL_MS);
+    if ready && scheduler {
+        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    } else {
+        let reason = if !ready { "recovering" } else { "scheduler stalled" };
+        ApiError::Unavailable(format!("Not ready: {reason}")).into_response()
+    }
+}

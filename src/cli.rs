@@ -1,0 +1,68 @@
+//! Command-line definitions (clap) of every subcommand. Only parsing lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "callmgr", version, about = "Outbound-call campaign manager: durable queue, retry windows, concurrency slots, one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The service configuration file.
+    #[arg(long, env = "CALLMGR_CONFIG", default_value = "config/callmgr.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Base URL of a running callmgr.
+    #[arg(long, env = "CALLMGR_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// API token (X-Auth-Token).
+    #[arg(long, env = "X_AUTH_TOKEN", default_value = "dev-token-12345", hide_default_value = true)]
+    pub token: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service (API, scheduler, workers) in the foreground.
+    Serve(ConfigArg),
+    /// Validate the configuration and retry rules, and print the effective settings (tokens masked).
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Average seconds a call holds its slot (ring + talk), for the capacity estimate.
+        #[arg(long, default_value_t = 45.0)]
+        avg_call_seconds: f64,
+    },
+    /// Run a stand-in telephony provider that answers dial requests and sends callbacks.
+    MockProvider(MockProviderArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MockProviderArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub listen: SocketAddr,
+    /// Send every callback here instead of the `callback_url` in each request.
+    #[arg(long)]
+    pub callback_url: Option<String>,
+    /// Token sent with callbacks (X-Auth-Token).
+    #[arg(long, env = "X_AUTH_TOKEN", default_value = "dev-token-12345", hide_default_value = true)]
+    pub token: String,
+    /// Delay before each callback, uniform in A..B milliseconds (or one value; units like `2s` also work).
+    #[arg(long, default_value = "1000..10000")]
+    pub delay_ms: String,
+    /// Outcome mix as STATUS=WEIGHT pairs.
+    #[arg(long, default_value = "PICKED=70,DISCONNECTED=15,RNR=10,FAILED=5")]
+    pub mix: String,
+    /// Seed for reproducible outcomes and delays.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}

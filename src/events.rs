@@ -1,0 +1,41 @@
+//! What the writer tells the scheduler after a commit. Events describe committed facts only:
+//! nothing here is sent before its transaction is durable.
+
+use std::sync::Arc;
+
+use crate::model::{CallId, CampaignId, CampaignStatus};
+use crate::store::CallChange;
+
+/// One dial request to send: built by the writer after the call was committed PROCESSING.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialJob {
+    pub call_id: CallId,
+    pub attempt: u32,
+    pub phone_number: String,
+    pub campaign_id: CampaignId,
+    pub campaign_name: Arc<str>,
+    pub callback_url: Arc<str>,
+}
+
+/// What the scheduler needs to know of a campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignInfo {
+    pub id: CampaignId,
+    pub status: CampaignStatus,
+    pub max_concurrent_calls: Option<u32>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// Committed changes of calls' placement (queue, slot, retry timer), in commit order.
+    Calls(Vec<CallChange>),
+    /// Calls committed PROCESSING on the scheduler's request: send these.
+    Dial(Vec<DialJob>),
+    /// Calls the scheduler asked to dial that were not dialable (cancelled, campaign paused):
+    /// release their reserved slots; `requeue_seq` puts a still-INITIATED call back in the queue.
+    DialRefused(Vec<(CallId, CampaignId, Option<u64>)>),
+    /// A campaign was created or changed.
+    Campaign(CampaignInfo),
+    /// Look at the clock again (tests move a manual clock, then wake the scheduler).
+    Wake,
+}

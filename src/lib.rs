@@ -1,0 +1,17 @@
+pub mod clock;
+pub mod config;
+pub mod machine;
+pub mod model;
+pub mod phone;
+pub mod retry;
+pub mod store;
+pub mod dispatch;
+pub mod events;
+pub mod scheduler;
+pub mod stats;
+pub mod timer_wheel;
+pub mod writer;
+pub mod api;
+pub mod mock_provider;
+pub mod service;
+pub mod cli;

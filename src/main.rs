@@ -1,0 +1,136 @@
+//! The `callmgr` binary: parse the command line, run the subcommand, map the error to an exit
+//! code (0 success, 1 failure, 2 bad configuration or usage).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use callmgr::cli::{Cli, Command, MockProviderArgs};
+use callmgr::clock::SystemClock;
+use callmgr::config::{self, Config, LogFormat};
+use callmgr::mock_provider::{self, MockProvider, MockSettings};
+use callmgr::retry::RetryRules;
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into() }
+    }
+    fn runtime(error: anyhow::Error) -> Failure {
+        Failure { code: 1, message: format!("{error:#}") }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args.config),
+        Command::CheckConfig { config, avg_call_seconds } => check_config(&config.config, avg_call_seconds),
+        Command::MockProvider(args) => mock_provider(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("callmgr: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// The service configuration and the retry rules it names, both validated.
+fn load(path: &std::path::Path) -> Result<(Config, RetryRules), Failure> {
+    let config = config::load(path, &config::process_env()).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut rules = RetryRules::load(&config.retry_config).map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(n) = config.retry_max_attempts_override {
+        rules = rules.with_default_max_attempts(n);
+    }
+    Ok((config, rules))
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("callmgr-async").build().map_err(|e| Failure::runtime(e.into()))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn serve(path: &std::path::Path) -> Result<(), Failure> {
+    let (config, rules) = load(path)?;
+    init_logging(&config.log_level, config.log_format);
+    let clock = Arc::new(SystemClock);
+    runtime()?.block_on(callmgr::service::serve(config, rules, clock, termination())).map_err(Failure::runtime)
+}
+
+fn check_config(path: &std::path::Path, avg_call_seconds: f64) -> Result<(), Failure> {
+    let (config, rules) = load(path)?;
+    if !(avg_call_seconds.is_finite() && avg_call_seconds > 0.0) {
+        return Err(Failure::usage("--avg-call-seconds must be above 0"));
+    }
+    print!("{}", config.describe());
+    println!("retry rules ({}):\n{}", config.retry_config.display(), rules.describe());
+    for key in rules.ignored_keys() {
+        println!("warning: retry config key `{key}` is accepted for compatibility and ignored");
+    }
+    if config.uses_dev_token() {
+        println!("warning: the development token dev-token-12345 is accepted; set your own tokens for production");
+    }
+    let slots = config.max_concurrent_calls as f64;
+    let by_slots = slots * 86_400.0 / avg_call_seconds;
+    let by_pace = config.max_calls_per_second * 86_400.0;
+    println!(
+        "capacity estimate: {slots} slots × 86400 s / {avg_call_seconds} s per call ≈ {:.0} calls/day (Little's law); \
+         pacing allows {:.0}/day; the lower, {:.0}/day, applies. 500,000/day needs ≥ {:.0} slots at this call length.",
+        by_slots,
+        by_pace,
+        by_slots.min(by_pace),
+        (500_000.0 * avg_call_seconds / 86_400.0).ceil()
+    );
+    println!("ok");
+    Ok(())
+}
+
+fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
+    init_logging("info", LogFormat::Text);
+    // Bare numbers in --delay-ms are milliseconds.
+    let with_unit = |part: &str| if part.trim().chars().all(|c| c.is_ascii_digit()) { format!("{}ms", part.trim()) } else { part.trim().to_string() };
+    let delay_text = match args.delay_ms.split_once("..") {
+        Some((a, b)) => format!("{}..{}", with_unit(a), with_unit(b)),
+        None => with_unit(&args.delay_ms),
+    };
+    let settings = MockSettings {
+        delay: mock_provider::parse_delay(&delay_text).map_err(|e| Failure::usage(format!("--delay-ms: {e}")))?,
+        mix: mock_provider::parse_mix(&args.mix).map_err(|e| Failure::usage(format!("--mix: {e}")))?,
+        seed: args.seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
+        token: args.token,
+        callback_url: args.callback_url,
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Failure::runtime(anyhow::anyhow!("listening on {}: {e}", args.listen)))?;
+        let address = listener.local_addr().map_err(|e| Failure::runtime(e.into()))?;
+        tracing::info!(seed = settings.seed, delay = %delay_text, mix = %args.mix, "mock provider listening on http://{address}");
+        let mock = MockProvider::start(settings);
+        axum::serve(listener, mock.router()).with_graceful_shutdown(termination()).await.map_err(|e| Failure::runtime(e.into()))
+    })
+}

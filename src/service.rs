@@ -1,0 +1,199 @@
+//! `serve`: opens the store, rebuilds the in-memory state from it, starts the threads, and only
+//! then opens the API; on shutdown, drains in a fixed order within a time budget.
+//!
+//! Start order: store → recovery scan → writer → scheduler (recovered) → workers → mock provider
+//! (builtin-mock only) → listener → ready (`/readyz` 200, systemd READY=1).
+//! Stop order: stop accepting and finish in-flight requests → scheduler stops dispatching (drops
+//! the dial channel) → workers finish their current request and report it → the last writer
+//! handle drops → the writer commits what is queued and exits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+
+use crate::api::{self, AppState};
+use crate::clock::SharedClock;
+use crate::config::{Config, ProviderTarget};
+use crate::dispatch::{self, ProviderClient};
+use crate::mock_provider::{self, MockProvider, MockSettings};
+use crate::retry::RetryRules;
+use crate::scheduler::{Scheduler, SchedulerSettings};
+use crate::stats::{Gauges, LiveStats};
+use crate::store::Store;
+use crate::writer::{self, WriterSettings};
+
+/// A writer that has had work waiting longer than this is considered stuck (no watchdog ping).
+const WRITER_STALL_MS: i64 = 30_000;
+const SCHEDULER_STALL_MS: i64 = 5_000;
+
+pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let boot_started = Instant::now();
+    for key in rules.ignored_keys() {
+        tracing::warn!(file = %config.retry_config.display(), key, "retry config key is accepted for compatibility and ignored");
+    }
+    if config.uses_dev_token() {
+        tracing::warn!("the development token `dev-token-12345` is accepted: set your own tokens before exposing this service");
+    }
+
+    let store = {
+        let (dir, storage) = (config.data_dir.clone(), config.storage.clone());
+        tokio::task::spawn_blocking(move || Store::open(&dir, &storage)).await?.with_context(|| format!("opening the store in {}", config.data_dir.display()))?
+    };
+    let store = Arc::new(store);
+    let recovered = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.read().and_then(|r| r.recover())).await?.context("reading the store for recovery")?
+    };
+    tracing::info!(
+        path = %store.path().display(),
+        campaigns = recovered.campaigns.len(),
+        queued = recovered.ready.len(),
+        in_flight = recovered.in_flight.len(),
+        retrying = recovered.retrying.len(),
+        "store opened and recovered"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let callback_url: Arc<str> = config.callback_url(bound).into();
+
+    let gauges = Arc::new(Gauges::new(config.max_concurrent_calls));
+    let stats = Arc::new(LiveStats::new(clock.now_ms()));
+    let rules = Arc::new(rules);
+    let (events_tx, events_rx) = crossbeam_channel::bounded(config.limits.event_queue_max);
+    let (writer, writer_thread) = writer::spawn(
+        store.clone(),
+        rules.clone(),
+        clock.clone(),
+        events_tx,
+        gauges.clone(),
+        stats.clone(),
+        WriterSettings {
+            duplicate_window: config.duplicate_window,
+            callback_timeout: config.callback_timeout,
+            callback_url: callback_url.clone(),
+            inbox_max: config.limits.writer_inbox_max,
+            batch_max: config.limits.writer_batch_max,
+            items_max: config.limits.batch_max,
+            cancel_chunk_max: config.limits.cancel_chunk_max,
+        },
+    )?;
+
+    // Every job in the dial channel holds a slot, so it never holds more than the limit.
+    let (dial_tx, dial_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
+    let scheduler = Scheduler::recover(
+        recovered,
+        clock.clone(),
+        writer.clone(),
+        dial_tx,
+        gauges.clone(),
+        stats.clone(),
+        SchedulerSettings {
+            max_concurrent_calls: config.max_concurrent_calls,
+            max_calls_per_second: config.max_calls_per_second,
+            retry_release_max: config.limits.retry_release_max,
+        },
+    );
+    let (stop_scheduler, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let scheduler_thread = std::thread::Builder::new().name("callmgr-scheduler".into()).spawn(move || scheduler.run(events_rx, stop_rx))?;
+
+    let provider_url = match &config.provider.target {
+        ProviderTarget::Url(url) => url.clone(),
+        ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
+    };
+    let client = Arc::new(ProviderClient::new(
+        provider_url,
+        config.provider.api_key.clone(),
+        config.provider.timeout,
+        config.provider.max_send_attempts,
+        config.workers,
+    ));
+    let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
+
+    let state = AppState { writer: writer.clone(), store: store.clone(), config: config.clone(), gauges: gauges.clone(), stats, clock: clock.clone() };
+    let app = api::router(state);
+    gauges.ready.store(true, Ordering::Release);
+    tracing::info!(address = %bound, callback_url = %callback_url, boot_ms = boot_started.elapsed().as_millis() as u64, "callmgr listening on http://{bound}");
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("ready")]);
+    let watchdog = tokio::spawn(watchdog(gauges.clone(), writer.clone(), clock.clone()));
+
+    let shutdown_timeout = config.limits.shutdown_timeout;
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("stopping: no new connections; finishing requests in flight");
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+        let _ = drain_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    let _ = drain_rx.await;
+    // In-flight requests get the whole budget; whatever is left goes to the threads below.
+    let deadline = Instant::now() + shutdown_timeout;
+    match tokio::time::timeout(shutdown_timeout, server).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!("requests still open after {}; closing them", crate::config::fmt_duration(shutdown_timeout)),
+    }
+    watchdog.abort();
+    gauges.ready.store(false, Ordering::Release);
+    let _ = stop_scheduler.send(());
+    drop(writer);
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = scheduler_thread.join();
+        for worker in workers {
+            let _ = worker.join();
+        }
+        let _ = writer_thread.join();
+    });
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    if tokio::time::timeout(left, joined).await.is_err() {
+        tracing::warn!("workers still waiting on the provider at the end of the shutdown budget; their calls stay PROCESSING and resolve by callback or timeout");
+    } else {
+        tracing::info!("stopped cleanly");
+    }
+    Ok(())
+}
+
+async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
+    let settings = MockSettings {
+        delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
+        mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
+        seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
+        token: config.tokens[0].clone(),
+        callback_url: None,
+    };
+    let mock = MockProvider::start(settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let router = mock.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    tracing::warn!(
+        mock = %address,
+        "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED"
+    );
+    Ok(format!("http://{address}/api/initiate-call"))
+}
+
+/// Pings the systemd watchdog while the scheduler loops and the writer keeps up; a stuck thread
+/// stops the pings and systemd restarts the service. A no-op without `WATCHDOG_USEC`.
+async fn watchdog(gauges: Arc<Gauges>, writer: writer::WriterHandle, clock: SharedClock) {
+    let Some(period) = sd_notify::watchdog_enabled() else { return };
+    let mut ticker = tokio::time::interval(period / 3);
+    loop {
+        ticker.tick().await;
+        let now = clock.now_ms();
+        let scheduler_ok = gauges.scheduler_alive(now, SCHEDULER_STALL_MS);
+        let writer_ok = writer.queued() == 0 || now - gauges.writer_heartbeat_ms() < WRITER_STALL_MS;
+        if scheduler_ok && writer_ok {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(scheduler_ok, writer_ok, "a core thread is stuck: withholding the watchdog ping");
+        }
+    }
+}
