@@ -520,9 +520,7 @@ pub fn from_str(text: &str, source: &Path, env: &BTreeMap<String, String>) -> Re
             Ok(n) if n >= 1 => Some(n),
             _ => {
                 return Err(ConfigError::Key {
-                    file,
-                    key: "MAX_RETRY_ATTEMPTS (environment)".into(),
-                    problem: format!("`{raw}` must be a whole number ≥ 1"),
+                    file, key: "MAX_RETRY_ATTEMPTS (environment)".into(), problem: format!("`{raw}` must be a whole number ≥ 1")
                 });
             }
         },
@@ -541,10 +539,7 @@ fn validate(
         if value == 0 { Err(key_error(key, "must be at least 1".into())) } else { Ok(value) }
     };
 
-    let listen: SocketAddr = raw
-        .listen
-        .parse()
-        .map_err(|_| key_error("listen", format!("`{}` is not an address:port such as 127.0.0.1:8000", raw.listen)))?;
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| key_error("listen", format!("`{}` is not an address:port such as 127.0.0.1:8000", raw.listen)))?;
     let tokens: Vec<String> = raw.tokens.iter().map(|t| t.trim().to_string()).collect();
     if tokens.is_empty() {
         return Err(key_error(
@@ -576,7 +571,9 @@ fn validate(
         None | Some("") => {
             return Err(key_error(
                 "provider.url",
-                format!("no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"),
+                format!(
+                    "no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"
+                ),
             ));
         }
         Some(BUILTIN_MOCK) => ProviderTarget::BuiltinMock,

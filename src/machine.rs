@@ -223,7 +223,14 @@ pub fn step(call: &Call, input: Input<'_>, now: Millis, retry: &RetryContext<'_>
 }
 
 /// An attempt ended with `outcome`: PICKED is final; the others retry per the rules or fail.
-fn apply_outcome(mut next: Call, outcome: Outcome, duration_seconds: Option<u64>, context: Option<String>, now: Millis, retry: &RetryContext<'_>) -> Transition {
+fn apply_outcome(
+    mut next: Call,
+    outcome: Outcome,
+    duration_seconds: Option<u64>,
+    context: Option<String>,
+    now: Millis,
+    retry: &RetryContext<'_>,
+) -> Transition {
     let mut counters = vec![(outcome_counter(outcome), 1)];
     if let Some(seconds) = duration_seconds {
         next.total_call_time = next.total_call_time.saturating_add(seconds);
@@ -381,18 +388,35 @@ mod tests {
 
     #[test]
     fn provider_refusal_is_final_and_transport_failure_is_a_failed_outcome_with_a_dead_letter() {
-        check(&call_in(Status::Processing, 1), Input::ProviderRefused { attempt: 1, reason: "400 bad number" }, Ok((Status::Failed, Some("Provider refused the call: 400 bad number"))));
-        let t = check(&call_in(Status::Processing, 1), Input::TransportFailed { attempt: 1, reason: "connection refused" }, Ok((Status::Retrying, Some("Provider unreachable: connection refused")))).unwrap();
+        check(
+            &call_in(Status::Processing, 1),
+            Input::ProviderRefused { attempt: 1, reason: "400 bad number" },
+            Ok((Status::Failed, Some("Provider refused the call: 400 bad number"))),
+        );
+        let t = check(
+            &call_in(Status::Processing, 1),
+            Input::TransportFailed { attempt: 1, reason: "connection refused" },
+            Ok((Status::Retrying, Some("Provider unreachable: connection refused"))),
+        )
+        .unwrap();
         assert_eq!(t.dead_letter.as_deref(), Some("connection refused"));
         assert!(t.counters.contains(&(Counter::DeadLetters, 1)) && t.counters.contains(&(Counter::Failed, 1)));
-        check(&call_in(Status::Processing, 3), Input::TransportFailed { attempt: 3, reason: "timeout" }, Ok((Status::Failed, Some("Provider unreachable: timeout; Max retry attempts reached (3)"))));
+        check(
+            &call_in(Status::Processing, 3),
+            Input::TransportFailed { attempt: 3, reason: "timeout" },
+            Ok((Status::Failed, Some("Provider unreachable: timeout; Max retry attempts reached (3)"))),
+        );
         check(&call_in(Status::Processing, 2), Input::ProviderRefused { attempt: 1, reason: "x" }, Err(Refusal::Stale));
     }
 
     #[test]
     fn callback_timeout_counts_as_failed_outcome() {
         check(&call_in(Status::Processing, 1), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Ok((Status::Retrying, Some("No callback within 10m"))));
-        check(&call_in(Status::Processing, 3), Input::CallbackTimeout { attempt: 3, timeout: "10m" }, Ok((Status::Failed, Some("No callback within 10m; Max retry attempts reached (3)"))));
+        check(
+            &call_in(Status::Processing, 3),
+            Input::CallbackTimeout { attempt: 3, timeout: "10m" },
+            Ok((Status::Failed, Some("No callback within 10m; Max retry attempts reached (3)"))),
+        );
         check(&call_in(Status::Processing, 2), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Err(Refusal::Stale));
         check(&call_in(Status::Picked, 1), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Err(Refusal::Stale));
     }

@@ -198,7 +198,11 @@ async fn dial(State(mock): State<MockProvider>, headers: axum::http::HeaderMap, 
     let Ok(request) = serde_json::from_slice::<DialBody>(&body) else {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "body must be JSON with call_id"})));
     };
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string).unwrap_or_else(|| format!("{}:{}", request.call_id, request.attempt.unwrap_or(1)));
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}:{}", request.call_id, request.attempt.unwrap_or(1)));
     if let Some(existing) = shared.seen_keys.lock().unwrap().get(&key) {
         shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::OK, Json(json!({"external_call_id": existing, "duplicate": true})));
@@ -263,11 +267,7 @@ fn send_callbacks(shared: &Shared, agent: &ureq::Agent) {
         let Some(callback) = next else { continue };
         let mut delivered = false;
         for send in 1..=CALLBACK_SEND_ATTEMPTS {
-            let result = agent
-                .put(&callback.url)
-                .header("X-Auth-Token", &shared.settings.token)
-                .content_type("application/json")
-                .send(&callback.body);
+            let result = agent.put(&callback.url).header("X-Auth-Token", &shared.settings.token).content_type("application/json").send(&callback.body);
             match result {
                 // 2xx: applied; 409: callmgr already resolved the attempt (e.g. it timed out): nothing to resend.
                 Ok(response) if response.status().is_success() || response.status().as_u16() == 409 => {

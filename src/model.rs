@@ -69,14 +69,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Initiated,
-        Status::Processing,
-        Status::Retrying,
-        Status::Picked,
-        Status::Failed,
-        Status::Cancelled,
-    ];
+    pub const ALL: [Status; 6] = [Status::Initiated, Status::Processing, Status::Retrying, Status::Picked, Status::Failed, Status::Cancelled];
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Initiated => "INITIATED",

@@ -20,9 +20,7 @@ pub fn normalize(raw: &str) -> Result<String, &'static str> {
         }
     }
     let digits = out.strip_prefix('+').ok_or(INVALID_PHONE)?;
-    let valid = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
+    let valid = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     if valid { Ok(out) } else { Err(INVALID_PHONE) }
 }
 

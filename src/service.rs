@@ -42,7 +42,9 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
 
     let store = {
         let (dir, storage) = (config.data_dir.clone(), config.storage.clone());
-        tokio::task::spawn_blocking(move || Store::open(&dir, &storage)).await?.with_context(|| format!("opening the store in {}", config.data_dir.display()))?
+        tokio::task::spawn_blocking(move || Store::open(&dir, &storage))
+            .await?
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?
     };
     let store = Arc::new(store);
     let recovered = {
@@ -151,7 +153,9 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
     });
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     if tokio::time::timeout(left, joined).await.is_err() {
-        tracing::warn!("workers still waiting on the provider at the end of the shutdown budget; their calls stay PROCESSING and resolve by callback or timeout");
+        tracing::warn!(
+            "workers still waiting on the provider at the end of the shutdown budget; their calls stay PROCESSING and resolve by callback or timeout"
+        );
     } else {
         tracing::info!("stopped cleanly");
     }

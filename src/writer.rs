@@ -112,23 +112,65 @@ pub enum ProviderResult {
 }
 
 pub enum Command {
-    CreateCampaign { input: NewCampaign, reply: Reply<Campaign> },
-    UpdateCampaign { id: CampaignId, patch: CampaignPatch, reply: Reply<Campaign> },
-    ChangeCampaign { id: CampaignId, action: CampaignAction, reply: Reply<Campaign> },
-    StartCampaign { id: CampaignId, reply: Reply<StartSummary> },
-    AddNumbers { campaign_id: CampaignId, numbers: Vec<(String, Option<String>)>, reply: Reply<AddedNumbers> },
-    InitiateCall { campaign_id: CampaignId, phone_number: String, reply: Reply<Call> },
-    BulkInitiate { campaign_id: CampaignId, source: BulkSource, reply: Reply<BulkSummary> },
-    Callback { input: CallbackInput, reply: Reply<(CallId, AppliedOutcome)> },
-    ReplayDeadLetter { id: u64, reply: Reply<Call> },
+    CreateCampaign {
+        input: NewCampaign,
+        reply: Reply<Campaign>,
+    },
+    UpdateCampaign {
+        id: CampaignId,
+        patch: CampaignPatch,
+        reply: Reply<Campaign>,
+    },
+    ChangeCampaign {
+        id: CampaignId,
+        action: CampaignAction,
+        reply: Reply<Campaign>,
+    },
+    StartCampaign {
+        id: CampaignId,
+        reply: Reply<StartSummary>,
+    },
+    AddNumbers {
+        campaign_id: CampaignId,
+        numbers: Vec<(String, Option<String>)>,
+        reply: Reply<AddedNumbers>,
+    },
+    InitiateCall {
+        campaign_id: CampaignId,
+        phone_number: String,
+        reply: Reply<Call>,
+    },
+    BulkInitiate {
+        campaign_id: CampaignId,
+        source: BulkSource,
+        reply: Reply<BulkSummary>,
+    },
+    Callback {
+        input: CallbackInput,
+        reply: Reply<(CallId, AppliedOutcome)>,
+    },
+    ReplayDeadLetter {
+        id: u64,
+        reply: Reply<Call>,
+    },
     /// From the scheduler: commit these INITIATED calls as PROCESSING (their slots are reserved).
-    Dispatch { call_ids: Vec<CallId> },
+    Dispatch {
+        call_ids: Vec<CallId>,
+    },
     /// From a worker: the provider's answer to one dial request.
-    ProviderAnswered { call_id: CallId, attempt: u32, result: ProviderResult },
+    ProviderAnswered {
+        call_id: CallId,
+        attempt: u32,
+        result: ProviderResult,
+    },
     /// From the scheduler: these calls' callback deadlines have passed.
-    CallbackTimeouts { call_ids: Vec<CallId> },
+    CallbackTimeouts {
+        call_ids: Vec<CallId>,
+    },
     /// From the scheduler: these calls' retries are due.
-    RetriesDue { call_ids: Vec<CallId> },
+    RetriesDue {
+        call_ids: Vec<CallId>,
+    },
 }
 
 /// The senders' side of the writer's inbox.
@@ -242,10 +284,7 @@ pub fn spawn(
         jobs: VecDeque::new(),
     };
     writer.resume_interrupted_stops()?;
-    let handle = std::thread::Builder::new()
-        .name("callmgr-writer".into())
-        .spawn(move || writer.run(rx))
-        .expect("the writer thread starts");
+    let handle = std::thread::Builder::new().name("callmgr-writer".into()).spawn(move || writer.run(rx)).expect("the writer thread starts");
     Ok((WriterHandle { inbox: tx }, handle))
 }
 
@@ -358,12 +397,9 @@ impl Writer {
             Command::StartCampaign { id, reply } => match self.campaign(t, id)? {
                 None => out.reply(reply, Err(CommandError::NotFound("Campaign not found".into()))),
                 Some(c) if c.status == CampaignStatus::Stopped => out.reply(reply, Err(CommandError::Conflict("Campaign is stopped".into()))),
-                Some(_) => self.jobs.push_back(LongJob::Start {
-                    campaign_id: id,
-                    after: None,
-                    summary: StartSummary { queued: 0, skipped_duplicates: 0 },
-                    reply,
-                }),
+                Some(_) => {
+                    self.jobs.push_back(LongJob::Start { campaign_id: id, after: None, summary: StartSummary { queued: 0, skipped_duplicates: 0 }, reply })
+                }
             },
             Command::AddNumbers { campaign_id, numbers, reply } => {
                 if self.campaign(t, campaign_id)?.is_none() {
@@ -556,7 +592,14 @@ impl Writer {
         })
     }
 
-    fn update_campaign(&mut self, t: &mut WriteTables<'_>, id: CampaignId, patch: CampaignPatch, now: Millis, out: &mut Outbox) -> Result<Result<Campaign, CommandError>, StoreError> {
+    fn update_campaign(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        id: CampaignId,
+        patch: CampaignPatch,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Result<Campaign, CommandError>, StoreError> {
         let Some(mut campaign) = self.campaign(t, id)? else {
             return Ok(Err(CommandError::NotFound("Campaign not found".into())));
         };
@@ -588,7 +631,14 @@ impl Writer {
         Ok(Ok(campaign))
     }
 
-    fn change_campaign(&mut self, t: &mut WriteTables<'_>, id: CampaignId, action: CampaignAction, now: Millis, out: &mut Outbox) -> Result<Result<Campaign, CommandError>, StoreError> {
+    fn change_campaign(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        id: CampaignId,
+        action: CampaignAction,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Result<Campaign, CommandError>, StoreError> {
         let Some(mut campaign) = self.campaign(t, id)? else {
             return Ok(Err(CommandError::NotFound("Campaign not found".into())));
         };
@@ -615,10 +665,7 @@ impl Writer {
     /// Why a new call to this number must wait, if it must (DESIGN §3, 429).
     fn duplicate_of(&self, t: &WriteTables<'_>, campaign_id: CampaignId, e164: &str, now: Millis) -> Result<Option<CommandError>, StoreError> {
         if let Some(open) = t.open_call(campaign_id, e164)? {
-            return Ok(Some(CommandError::Duplicate {
-                call_id: open,
-                message: "An earlier call to this number in this campaign is not final yet".into(),
-            }));
+            return Ok(Some(CommandError::Duplicate { call_id: open, message: "An earlier call to this number in this campaign is not final yet".into() }));
         }
         let window_ms = self.settings.duplicate_window.as_millis() as i64;
         if window_ms > 0
@@ -653,7 +700,14 @@ impl Writer {
         Ok(call)
     }
 
-    fn bulk_initiate(&mut self, t: &mut WriteTables<'_>, campaign_id: CampaignId, source: BulkSource, now: Millis, out: &mut Outbox) -> Result<Result<BulkSummary, CommandError>, StoreError> {
+    fn bulk_initiate(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        campaign_id: CampaignId,
+        source: BulkSource,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Result<BulkSummary, CommandError>, StoreError> {
         let campaign = match self.accepting_campaign(t, campaign_id)? {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -691,7 +745,13 @@ impl Writer {
         Ok(Ok(summary))
     }
 
-    fn callback(&mut self, t: &mut WriteTables<'_>, input: CallbackInput, now: Millis, out: &mut Outbox) -> Result<Result<(CallId, AppliedOutcome), CommandError>, StoreError> {
+    fn callback(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        input: CallbackInput,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Result<(CallId, AppliedOutcome), CommandError>, StoreError> {
         let Some(call) = t.call(input.call_id)? else {
             return Ok(Err(CommandError::NotFound("Call not found".into())));
         };

@@ -1,18 +1,18 @@
 //! Call endpoints: initiate (one and bulk), the provider's callback, reading calls, and the
 //! streamed CSV export.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::campaigns::{check_batch_size, parse_number_item};
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, read};
 use super::views::*;
-use super::AppState;
 use crate::model::{CallId, Outcome, Status, rfc3339};
 use crate::phone;
 use crate::store::CallFilter;

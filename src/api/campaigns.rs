@@ -1,16 +1,16 @@
 //! Campaign endpoints: create, list, get with stats, patch, pause/resume/stop/start, and the
 //! campaign's number list (`phone-numbers/`).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, parse_id, read};
 use super::views::*;
-use super::AppState;
 use crate::model::CampaignId;
 use crate::phone;
 use crate::writer::{CampaignAction, CampaignPatch, Command, NewCampaign};

@@ -9,8 +9,8 @@ use axum::extract::{FromRequest, Query, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
 use super::AppState;
+use super::error::ApiError;
 use crate::store::Reader;
 
 /// A JSON body whose errors name the field: `{"field": "phone_numbers[3]"}`.

@@ -3,16 +3,16 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{Params, parse_id, read};
 use super::views::*;
-use super::AppState;
 use crate::model::{Status, rfc3339};
 use crate::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
 use crate::store::{Counter, day_of};
@@ -152,11 +152,8 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     ];
     metric("callmgr_provider_errors_total", "counter", "Failed dial requests since start.", &errors);
     let (cumulative, sum_ms, count) = stats.latency_histogram();
-    let mut histogram: Vec<(String, String)> = LATENCY_BUCKETS_MS
-        .iter()
-        .zip(&cumulative)
-        .map(|(le, n)| (format!("_bucket{{le=\"{}\"}}", *le as f64 / 1000.0), n.to_string()))
-        .collect();
+    let mut histogram: Vec<(String, String)> =
+        LATENCY_BUCKETS_MS.iter().zip(&cumulative).map(|(le, n)| (format!("_bucket{{le=\"{}\"}}", *le as f64 / 1000.0), n.to_string())).collect();
     histogram.push(("_bucket{le=\"+Inf\"}".into(), cumulative.last().copied().unwrap_or(0).to_string()));
     histogram.push(("_sum".into(), (sum_ms as f64 / 1000.0).to_string()));
     histogram.push(("_count".into(), count.to_string()));

@@ -149,18 +149,23 @@ pub struct Id(pub u64);
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive integer")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Id, E> {
+                if n > 0 { Ok(Id(n)) } else { Err(E::custom("must be a positive integer")) }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Id, E> {
+                u64::try_from(n).map_err(|_| E::custom("must be a positive integer")).and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Id, E> {
+                text.trim().parse::<u64>().map_err(|_| E::custom("must be a positive integer")).and_then(|n| self.visit_u64(n))
+            }
         }
-        let invalid = || serde::de::Error::custom("must be a positive integer");
-        match Raw::deserialize(deserializer).map_err(|_| invalid())? {
-            Raw::Number(n) if n > 0 => Ok(Id(n)),
-            Raw::Text(t) => t.trim().parse::<u64>().ok().filter(|n| *n > 0).map(Id).ok_or_else(invalid),
-            Raw::Number(_) => Err(invalid()),
-        }
+        deserializer.deserialize_any(IdVisitor)
     }
 }
 

@@ -38,14 +38,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|error| StoreError::Corrupt { what: what(), error })
@@ -535,12 +528,7 @@ impl Reader {
 
     /// Visits every call id after `after` in id order that the filter's index yields, with the
     /// record when it matches and the number examined so far; `visit` returning false stops.
-    pub fn scan_calls(
-        &self,
-        filter: &CallFilter,
-        after: Option<CallId>,
-        visit: &mut dyn FnMut(CallId, Option<Call>, usize) -> bool,
-    ) -> Result<(), StoreError> {
+    pub fn scan_calls(&self, filter: &CallFilter, after: Option<CallId>, visit: &mut dyn FnMut(CallId, Option<Call>, usize) -> bool) -> Result<(), StoreError> {
         let calls = self.txn.open_table(CALLS)?;
         let start = after.map(|a| a.0.saturating_add(1)).unwrap_or(0);
         let load = |id: u128| -> Result<Option<Call>, StoreError> {
