@@ -14,4 +14,5 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod timer_wheel;
+pub mod tui;
 pub mod writer;

@@ -299,6 +299,8 @@ pub enum Answer {
     Accept,
     /// This status with this body.
     Status(u16, String),
+    /// 200 like `Accept`, but only after this pause (so a callback can overtake the answer).
+    Slow(Duration),
 }
 
 pub struct FakeProvider {
@@ -340,6 +342,10 @@ impl FakeProvider {
                     match answer {
                         Answer::Accept => (axum::http::StatusCode::OK, json!({"external_call_id": format!("ext-{n}")}).to_string()),
                         Answer::Status(code, text) => (axum::http::StatusCode::from_u16(code).unwrap(), text),
+                        Answer::Slow(pause) => {
+                            tokio::time::sleep(pause).await;
+                            (axum::http::StatusCode::OK, json!({"external_call_id": format!("ext-{n}")}).to_string())
+                        }
                     }
                 }
             }),
