@@ -43,6 +43,13 @@ pub enum Command {
     },
     /// Run a stand-in telephony provider that answers dial requests and sends callbacks.
     MockProvider(MockProviderArgs),
+    /// Explain when a call would be retried. Rules come from the config files; the campaign's
+    /// timezone and attempt budget, and the number's timezone (--phone), come from the running
+    /// service's API when it answers (otherwise the rules file's defaults apply, and it says so).
+    RetryPlan(RetryPlanCliArgs),
+    /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health and
+    /// campaigns, with pause/resume of the selected campaign.
+    Tui(TuiCliArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -65,4 +72,39 @@ pub struct MockProviderArgs {
     /// Seed for reproducible outcomes and delays.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RetryPlanCliArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Campaign id.
+    #[arg(long)]
+    pub campaign: u64,
+    /// Instant of the outcome, RFC 3339 (e.g. 2026-11-21T15:07:23Z).
+    #[arg(long)]
+    pub at: String,
+    /// The outcome: PICKED, DISCONNECTED, RNR or FAILED.
+    #[arg(long)]
+    pub status: String,
+    /// The attempt that ended (1 for the first dial).
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+    /// The callee's number, to use its own timezone from the campaign's list.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Use this IANA timezone for the callee instead.
+    #[arg(long)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TuiCliArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Time between polls of the service (e.g. `500ms`, `2s`).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
 }

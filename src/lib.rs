@@ -9,6 +9,7 @@ pub mod mock_provider;
 pub mod model;
 pub mod phone;
 pub mod retry;
+pub mod retry_plan;
 pub mod scheduler;
 pub mod service;
 pub mod stats;

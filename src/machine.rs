@@ -8,6 +8,10 @@ use crate::model::{AppliedOutcome, Call, CallId, CampaignId, Millis, Outcome, St
 use crate::retry::{RetryDecision, RetryQuery, RetryRules};
 use crate::store::Counter;
 
+/// A retry firing later than this after its `next_retry_at` (the service was down) is checked
+/// against the retry windows again instead of being dialled outside them.
+pub const RETRY_LATE_GRACE_MS: Millis = 60_000;
+
 /// What happened to a call.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
@@ -195,6 +199,24 @@ pub fn step(call: &Call, input: Input<'_>, now: Millis, retry: &RetryContext<'_>
         Input::RetryDue => {
             if call.status != Status::Retrying {
                 return Err(Refusal::Stale);
+            }
+            let due = call.next_retry_at.unwrap_or(now);
+            if now - due > RETRY_LATE_GRACE_MS {
+                // Fell due while the service was down: dial now only if the window is still open.
+                let next_attempt = call.attempt_count + 1;
+                match retry.rules.window_open_at(call.campaign_id, next_attempt, to_timestamp(now), retry.timezone) {
+                    Some(open) if open.as_millisecond() > now => {
+                        next.next_retry_at = Some(open.as_millisecond());
+                        return Ok(changed(next, vec![]));
+                    }
+                    Some(_) => {}
+                    None => {
+                        next.status = Status::Failed;
+                        next.next_retry_at = None;
+                        next.error_message = Some("No retry window available".into());
+                        return Ok(changed(next, vec![]));
+                    }
+                }
             }
             next.status = Status::Initiated;
             next.attempt_count += 1;
@@ -427,6 +449,31 @@ mod tests {
         assert_eq!(t.call.attempt_count, 2);
         assert!(t.counters.contains(&(Counter::Retries, 1)));
         check(&call_in(Status::Initiated, 1), Input::RetryDue, Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn a_retry_found_late_outside_its_window_waits_for_the_next_opening() {
+        // Weekdays 09:00-17:00 UTC only. 2026-06-05 is a Friday.
+        let rules = RetryRules::from_yaml_str(
+            "global_rules:\n  - days: [monday, tuesday, wednesday, thursday, friday]\n    time_slots: [{start_time: \"09:00\", end_time: \"17:00\"}]\n",
+            "test.yaml",
+        )
+        .unwrap();
+        let ctx = RetryContext { rules: &rules, timezone: None };
+        let friday_16 = jiff::Timestamp::from_second(1_780_675_200).unwrap().as_millisecond(); // 2026-06-05T16:00:00Z
+        let mut call = call_in(Status::Retrying, 1);
+        call.next_retry_at = Some(friday_16);
+        // On time: dialled.
+        let t = step(&call, Input::RetryDue, friday_16 + 500, &ctx).unwrap();
+        assert_eq!(t.call.status, Status::Initiated);
+        // Found at 20:00 after downtime: moved to Monday 09:00, still RETRYING.
+        let friday_20 = friday_16 + 4 * HOUR;
+        let t = step(&call, Input::RetryDue, friday_20, &ctx).unwrap();
+        assert_eq!(t.call.status, Status::Retrying);
+        assert_eq!(t.call.next_retry_at, Some(friday_16 + (3 * 24 - 7) * HOUR));
+        // Found late but inside the window: dialled at once.
+        let t = step(&call, Input::RetryDue, friday_16 + HOUR / 2, &ctx).unwrap();
+        assert_eq!((t.call.status, t.call.attempt_count), (Status::Initiated, 2));
     }
 
     #[test]

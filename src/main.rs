@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use callmgr::cli::{Cli, Command, MockProviderArgs};
+use callmgr::cli::{Cli, Command, MockProviderArgs, RetryPlanCliArgs};
 use callmgr::clock::SystemClock;
 use callmgr::config::{self, Config, LogFormat};
 use callmgr::mock_provider::{self, MockProvider, MockSettings};
@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args.config),
         Command::CheckConfig { config, avg_call_seconds } => check_config(&config.config, avg_call_seconds),
         Command::MockProvider(args) => mock_provider(args),
+        Command::RetryPlan(args) => retry_plan(args),
+        Command::Tui(args) => {
+            callmgr::tui::run(callmgr::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval }).map_err(Failure::runtime)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,4 +137,28 @@ fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
         let mock = MockProvider::start(settings);
         axum::serve(listener, mock.router()).with_graceful_shutdown(termination()).await.map_err(|e| Failure::runtime(e.into()))
     })
+}
+
+fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
+    let (_, rules) = load(&args.config.config)?;
+    let at: jiff::Timestamp = args.at.parse().map_err(|e| Failure::usage(format!("--at `{}` is not an RFC 3339 instant: {e}", args.at)))?;
+    let outcome = callmgr::model::Outcome::parse(&args.status.to_ascii_uppercase())
+        .ok_or_else(|| Failure::usage(format!("--status `{}` must be PICKED, DISCONNECTED, RNR or FAILED", args.status)))?;
+    if args.attempt == 0 {
+        return Err(Failure::usage("--attempt starts at 1"));
+    }
+    let phone_number = args.phone.as_deref().map(|p| callmgr::phone::normalize(p).map_err(|m| Failure::usage(format!("--phone: {m}")))).transpose()?;
+    let plan = callmgr::retry_plan::RetryPlanArgs {
+        campaign_id: args.campaign,
+        at,
+        outcome,
+        attempt: args.attempt,
+        phone_number,
+        timezone: args.timezone,
+        url: args.client.url,
+        token: args.client.token,
+    };
+    let text = callmgr::retry_plan::run(&plan, &rules).map_err(Failure::usage)?;
+    print!("{text}");
+    Ok(())
 }

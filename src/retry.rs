@@ -658,6 +658,17 @@ impl RetryRules {
         }
     }
 
+    /// The first instant at or after `at` when attempt `attempt` may be dialled: `at` itself when it
+    /// lies in an eligible slot (or no slots are configured), else the next window opening within
+    /// the search horizon, else `None`. Used for retries that fell due while the service was down.
+    pub fn window_open_at(&self, campaign_id: u64, attempt: u32, at: Timestamp, timezone: Option<&TimeZone>) -> Option<Timestamp> {
+        let rules = self.rule_set_for(campaign_id);
+        if rules.slots.is_empty() {
+            return Some(at);
+        }
+        rules.first_eligible_at_or_after(timezone.unwrap_or(&self.timezone), at, attempt).map(|found| found.at)
+    }
+
     /// A short summary for `callmgr check-config`: one line per setting and slot, indented by two
     /// spaces, without a heading (the caller names the file).
     pub fn describe(&self) -> String {

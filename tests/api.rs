@@ -95,14 +95,20 @@ fn campaigns_create_list_get_patch() {
     assert_error(server.request("GET", "/api/v1/campaigns/999/", None), 404, "not_found", None);
     assert_error(server.request("GET", "/api/v1/campaigns/abc/", None), 404, "not_found", None);
 
-    let (status, patched) = server.request("PATCH", &format!("/api/v1/campaigns/{id}/"), Some(&json!({"name": "renamed", "timezone": null, "is_active": false})));
+    let (status, patched) =
+        server.request("PATCH", &format!("/api/v1/campaigns/{id}/"), Some(&json!({"name": "renamed", "timezone": null, "is_active": false})));
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["name"], "renamed");
     assert!(patched["timezone"].is_null());
     assert_eq!(patched["status"], "paused");
     assert_eq!(patched["max_attempts"], 4, "fields not named keep their values");
     assert_error(server.request("PATCH", "/api/v1/campaigns/999/", Some(&json!({"name": "x"}))), 404, "not_found", None);
-    assert_error(server.request("PATCH", &format!("/api/v1/campaigns/{id}/"), Some(&json!({"max_concurrent_calls": 0}))), 400, "bad_request", Some("max_concurrent_calls"));
+    assert_error(
+        server.request("PATCH", &format!("/api/v1/campaigns/{id}/"), Some(&json!({"max_concurrent_calls": 0}))),
+        400,
+        "bad_request",
+        Some("max_concurrent_calls"),
+    );
 }
 
 #[test]

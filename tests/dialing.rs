@@ -270,7 +270,8 @@ fn bulk_and_start_use_the_campaign_numbers() {
     provider.wait_count(3);
 
     // Explicit list: invalid and duplicate numbers are listed, the rest go through in one commit.
-    let (code, mixed) = server.post("/api/v1/bulk-initiate-calls/", json!({"campaign_id": campaign, "phone_numbers": [phone(0), "bogus", phone(50), phone(50)]}));
+    let (code, mixed) =
+        server.post("/api/v1/bulk-initiate-calls/", json!({"campaign_id": campaign, "phone_numbers": [phone(0), "bogus", phone(50), phone(50)]}));
     assert_eq!(code, 201, "{mixed}");
     assert_eq!((mixed["call_ids"].as_array().unwrap().len(), mixed["failed"].as_u64()), (1, Some(3)));
     let failed: Vec<&str> = mixed["failed_numbers"].as_array().unwrap().iter().map(|f| f["phone_number"].as_str().unwrap()).collect();

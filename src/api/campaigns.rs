@@ -183,9 +183,14 @@ pub async fn list_numbers(State(state): State<AppState>, Path(id): Path<String>,
     let id = campaign_id_from_path(&id)?;
     let limit = params.limit(&state)?;
     let after = params.text("cursor").map(str::to_string);
+    let only = params.text("phone_number").map(|p| phone::normalize(p).map_err(|m| ApiError::field("phone_number", m))).transpose()?;
     let page = read(&state, move |r| {
         r.campaign(id)?.ok_or_else(|| ApiError::NotFound("Campaign not found".into()))?;
-        Ok(r.numbers(id, after.as_deref(), limit)?)
+        match only {
+            // One number: the page holds it, or nothing.
+            Some(e164) => Ok(crate::store::Page { items: r.number(id, &e164)?.map(|entry| (e164, entry)).into_iter().collect(), next: None }),
+            None => Ok(r.numbers(id, after.as_deref(), limit)?),
+        }
     })
     .await?;
     Ok(Json(PageView { results: page.items.into_iter().map(|(n, e)| NumberView::new(n, &e)).collect(), next_cursor: page.next }))

@@ -476,6 +476,14 @@ impl Reader {
         Ok(table.get(campaign_id)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    pub fn number(&self, campaign_id: CampaignId, e164: &str) -> Result<Option<NumberEntry>, StoreError> {
+        let table = self.txn.open_table(NUMBERS)?;
+        match table.get((campaign_id, e164))? {
+            None => Ok(None),
+            Some(v) => decode(v.value(), || format!("number {campaign_id}/{e164}")).map(Some),
+        }
+    }
+
     pub fn numbers(&self, campaign_id: CampaignId, after: Option<&str>, limit: usize) -> Result<Page<(String, NumberEntry), String>, StoreError> {
         let table = self.txn.open_table(NUMBERS)?;
         let mut items: Vec<(String, NumberEntry)> = Vec::new();

@@ -152,7 +152,10 @@ pub enum Update {
     /// A poll failed: the service is unreachable or answered with an error.
     PollFailed(String),
     /// A pause/resume request finished: the message to show, and whether it succeeded.
-    ActionDone { message: String, ok: bool },
+    ActionDone {
+        message: String,
+        ok: bool,
+    },
 }
 
 /// What the UI asks the poller to do besides polling.
@@ -239,7 +242,8 @@ impl ApiClient {
 fn answer<T: DeserializeOwned>(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<T, String> {
     let mut response = response.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    let text = response.body_mut().with_config().limit(ANSWER_BODY_MAX_BYTES).read_to_string().map_err(|e| format!("HTTP {status}: reading the answer: {e}"))?;
+    let text =
+        response.body_mut().with_config().limit(ANSWER_BODY_MAX_BYTES).read_to_string().map_err(|e| format!("HTTP {status}: reading the answer: {e}"))?;
     if !(200..300).contains(&status) {
         return Err(error_message(status, &text));
     }

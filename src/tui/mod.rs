@@ -175,7 +175,13 @@ mod tests {
         let mut model = Model::new("http://127.0.0.1:8000", Duration::from_secs(1));
         let metrics = serde_json::from_str(include_str!("../../tests/fixtures/tui/metrics.json")).expect("fixture parses");
         let campaigns = ids.iter().map(|&id| Campaign { id, name: format!("c{id}"), status: "active".into(), stats: None }).collect();
-        model.apply(Update::Snapshot(Box::new(Snapshot { metrics, campaigns, campaigns_listed: ids.len(), campaigns_truncated: false, fetched_at: "12:00:00Z".into() })));
+        model.apply(Update::Snapshot(Box::new(Snapshot {
+            metrics,
+            campaigns,
+            campaigns_listed: ids.len(),
+            campaigns_truncated: false,
+            fetched_at: "12:00:00Z".into(),
+        })));
         model
     }
 

@@ -19,7 +19,10 @@ pub enum Connection {
     Connecting,
     Connected,
     /// The last `failed_polls` polls failed; the poller keeps trying every interval.
-    Disconnected { error: String, failed_polls: u32 },
+    Disconnected {
+        error: String,
+        failed_polls: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +197,13 @@ mod tests {
 
     fn snapshot(ids: &[u64]) -> Update {
         let campaigns = ids.iter().map(|&id| Campaign { id, name: format!("c{id}"), status: "active".into(), stats: None }).collect();
-        Update::Snapshot(Box::new(Snapshot { metrics: metrics(3), campaigns, campaigns_listed: ids.len(), campaigns_truncated: false, fetched_at: "00:00:00Z".into() }))
+        Update::Snapshot(Box::new(Snapshot {
+            metrics: metrics(3),
+            campaigns,
+            campaigns_listed: ids.len(),
+            campaigns_truncated: false,
+            fetched_at: "00:00:00Z".into(),
+        }))
     }
 
     #[test]

@@ -65,10 +65,7 @@ fn status_color(system_status: &str) -> Color {
 }
 
 fn render_header(frame: &mut Frame, area: Rect, model: &Model) {
-    let mut spans = vec![
-        Span::styled(" callmgr ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
-        Span::raw(format!(" {} ", model.url)),
-    ];
+    let mut spans = vec![Span::styled(" callmgr ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)), Span::raw(format!(" {} ", model.url))];
     match &model.connection {
         Connection::Connecting => spans.push(Span::styled("connecting…", Style::new().fg(Color::Yellow))),
         Connection::Connected => {
@@ -135,15 +132,11 @@ fn render_body(frame: &mut Frame, area: Rect, model: &Model, snapshot: &Snapshot
     // Borders and header, plus one line per campaign (or the "no campaigns" line).
     let table_wanted = model.rows.len().max(1) as u16 + 3;
     let details_height = rest.saturating_sub(table_wanted).clamp(DETAIL_ROW_HEIGHT_MIN, DETAIL_ROW_HEIGHT_MAX);
-    let [top, sparks, details, table] = Layout::vertical([
-        Constraint::Length(TOP_ROW_HEIGHT),
-        Constraint::Length(sparks_height),
-        Constraint::Length(details_height),
-        Constraint::Min(0),
-    ])
-    .areas(area);
+    let [top, sparks, details, table] =
+        Layout::vertical([Constraint::Length(TOP_ROW_HEIGHT), Constraint::Length(sparks_height), Constraint::Length(details_height), Constraint::Min(0)])
+            .areas(area);
     let m = &snapshot.metrics;
-    let [slots, queue] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
+    let [slots, queue] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
     render_slots(frame, slots, model, m);
     render_queue(frame, queue, m);
     let [dials, completions, usage] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(sparks);
@@ -184,10 +177,14 @@ fn render_slots(frame: &mut Frame, area: Rect, model: &Model, m: &Metrics) {
 
 fn render_queue(frame: &mut Frame, area: Rect, m: &Metrics) {
     let number = |label: &str, value: u64, color: Color| {
-        vec![Span::raw(format!("{label} ")), Span::styled(thousands(value), Style::new().fg(color).add_modifier(Modifier::BOLD)), Span::raw("   ")]
+        vec![Span::raw(format!("{label} ")), Span::styled(thousands(value), Style::new().fg(color).add_modifier(Modifier::BOLD)), Span::raw("  ")]
     };
-    let first: Vec<Span> = [number("queued", m.queue_depth, Color::Cyan), number("retrying", m.retrying, Color::Yellow), number("held by paused", m.held_by_paused_campaigns, Color::Yellow)]
-        .concat();
+    let first: Vec<Span> = [
+        number("queued", m.queue_depth, Color::Cyan),
+        number("retrying", m.retrying, Color::Yellow),
+        number("held by paused", m.held_by_paused_campaigns, Color::Yellow),
+    ]
+    .concat();
     let dead_color = if m.dead_letters > 0 { Color::Red } else { Color::Green };
     let second: Vec<Span> = [number("dead letters", m.dead_letters, dead_color), number("writer queue", m.writer_queue, Color::Cyan)].concat();
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]).block(panel(" Queue ")), area);
@@ -222,14 +219,16 @@ fn render_outcomes(frame: &mut Frame, area: Rect, model: &Model) {
         .map(|((name, count), color)| {
             let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
             let bar = "█".repeat((share * bar_width as f64).round() as usize);
-            Line::from(vec![
-                Span::raw(format!("{name:<12} {:>9} {:>4.0}% ", thousands(count), share * 100.0)),
-                Span::styled(bar, Style::new().fg(color)),
-            ])
+            Line::from(vec![Span::raw(format!("{name:<12} {:>9} {:>4.0}% ", thousands(count), share * 100.0)), Span::styled(bar, Style::new().fg(color))])
         })
         .collect();
     lines.push(Line::from(""));
-    lines.push(Line::from(format!("outcomes {} · dialled {} · retries {}", thousands(total), thousands(today.total_calls_initiated), thousands(today.total_retries))));
+    lines.push(Line::from(format!(
+        "outcomes {} · dialled {} · retries {}",
+        thousands(total),
+        thousands(today.total_calls_initiated),
+        thousands(today.total_retries)
+    )));
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
@@ -239,7 +238,10 @@ fn render_provider(frame: &mut Frame, area: Rect, m: &Metrics) {
     let error_color = if p.transport_errors + p.refusals > 0 { Color::Red } else { Color::Green };
     let mut lines = vec![
         Line::from(format!("latency p50 {} · p99 {}", ms(p.latency_ms_p50), ms(p.latency_ms_p99))),
-        Line::from(Span::styled(format!("transport errors {} · refusals {}", thousands(p.transport_errors), thousands(p.refusals)), Style::new().fg(error_color))),
+        Line::from(Span::styled(
+            format!("transport errors {} · refusals {}", thousands(p.transport_errors), thousands(p.refusals)),
+            Style::new().fg(error_color),
+        )),
     ];
     if p.recent_errors.is_empty() {
         lines.push(Line::from(Span::styled("no recent errors", Style::new().add_modifier(Modifier::DIM))));
@@ -267,47 +269,63 @@ fn render_campaigns(frame: &mut Frame, area: Rect, model: &Model, snapshot: &Sna
         frame.render_widget(text, area);
         return;
     }
-    const HEADERS: [&str; 11] = ["ID", "Name", "Status", "Numbers", "Calls", "Active", "Queued", "Picked", "Retrying", "Failed", "Done"];
-    const NAME_COLUMN: usize = 1;
-    const STATUS_COLUMN: usize = 2;
-    let cells: Vec<[String; 11]> = model.rows.iter().map(row_cells).collect();
-    // Every column but the name is as wide as its widest cell; the name takes the rest.
-    let widths: Vec<Constraint> = (0..HEADERS.len())
-        .map(|column| {
-            let widest = cells.iter().map(|c| c[column].chars().count()).chain([HEADERS[column].len()]).max().unwrap_or(0) as u16;
-            if column == NAME_COLUMN { Constraint::Fill(1) } else { Constraint::Length(widest) }
-        })
-        .collect();
-    let cell = |column: usize, text: String| {
-        if column == NAME_COLUMN || column == STATUS_COLUMN { Cell::from(text) } else { Cell::from(Line::from(text).alignment(Alignment::Right)) }
+    let cells: Vec<[String; COLUMNS]> = model.rows.iter().map(row_cells).collect();
+    let widest = |column: usize| cells.iter().map(|c| c[column].chars().count()).chain([HEADERS[column].len()]).max().unwrap_or(0) as u16;
+    // Every column but the name is as wide as its widest cell and the name takes the rest; on a
+    // narrow terminal the least needed columns go until the name has room.
+    let room = block.inner(area).width.saturating_sub(HIGHLIGHT_SYMBOL_WIDTH);
+    let mut shown: Vec<usize> = (0..COLUMNS).collect();
+    let name_wanted = widest(NAME_COLUMN).clamp(NAME_WIDTH_MIN, NAME_WIDTH_WANTED_MAX);
+    let needed = |shown: &[usize]| -> u16 {
+        shown.iter().map(|&c| if c == NAME_COLUMN { name_wanted } else { widest(c) }).sum::<u16>() + COLUMN_SPACING * (shown.len() as u16 - 1)
     };
-    let header = Row::new(HEADERS.iter().enumerate().map(|(column, h)| cell(column, h.to_string())))
-        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
-    let rows = cells.into_iter().map(|texts| {
-        Row::new(texts.into_iter().enumerate().map(|(column, text)| {
-            if column == STATUS_COLUMN {
-                let style = match text.as_str() {
-                    "active" => Style::new().fg(Color::Green),
-                    "paused" => Style::new().fg(Color::Yellow),
-                    _ => Style::new().add_modifier(Modifier::DIM),
-                };
-                cell(column, text).style(style)
-            } else {
-                cell(column, text)
-            }
-        }))
-    });
+    for column in DROP_ORDER {
+        if needed(&shown) <= room {
+            break;
+        }
+        shown.retain(|&c| c != column);
+    }
+    let widths: Vec<Constraint> = shown.iter().map(|&c| if c == NAME_COLUMN { Constraint::Fill(1) } else { Constraint::Length(widest(c)) }).collect();
+    let cell = |column: usize, text: String| match column {
+        NAME_COLUMN => Cell::from(text),
+        STATUS_COLUMN => {
+            let style = match text.as_str() {
+                "active" => Style::new().fg(Color::Green),
+                "paused" => Style::new().fg(Color::Yellow),
+                "Status" => Style::new(),
+                _ => Style::new().add_modifier(Modifier::DIM),
+            };
+            Cell::from(text).style(style)
+        }
+        _ => Cell::from(Line::from(text).alignment(Alignment::Right)),
+    };
+    let header = Row::new(shown.iter().map(|&c| cell(c, HEADERS[c].to_string()))).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let rows = cells.into_iter().map(|mut texts| Row::new(shown.iter().map(|&c| cell(c, std::mem::take(&mut texts[c]))).collect::<Vec<_>>()));
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
-        .column_spacing(2)
+        .column_spacing(COLUMN_SPACING)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
         .highlight_symbol("▶ ");
     let mut state = TableState::default().with_selected(model.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row_cells(r: &CampaignRow) -> [String; 11] {
+const COLUMNS: usize = 11;
+const HEADERS: [&str; COLUMNS] = ["ID", "Name", "Status", "Numbers", "Calls", "Active", "Queued", "Picked", "Retrying", "Failed", "Done"];
+const NAME_COLUMN: usize = 1;
+const STATUS_COLUMN: usize = 2;
+/// Columns left out, in this order, when the terminal is too narrow: Calls, Queued, Active, Numbers.
+const DROP_ORDER: [usize; 4] = [4, 6, 5, 3];
+/// The name column keeps at least this much, or its longest name up to the maximum, before a
+/// number column is dropped.
+const NAME_WIDTH_MIN: u16 = 10;
+const NAME_WIDTH_WANTED_MAX: u16 = 24;
+const COLUMN_SPACING: u16 = 2;
+/// `▶ ` in front of the selected row.
+const HIGHLIGHT_SYMBOL_WIDTH: u16 = 2;
+
+fn row_cells(r: &CampaignRow) -> [String; COLUMNS] {
     [
         r.id.to_string(),
         r.name.clone(),
@@ -324,7 +342,8 @@ fn row_cells(r: &CampaignRow) -> [String; 11] {
 }
 
 fn render_help(frame: &mut Frame, area: Rect, model: &Model) {
-    let key = |k: &str, what: &str| Line::from(vec![Span::styled(format!("  {k:<12}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(what.to_string())]);
+    let key =
+        |k: &str, what: &str| Line::from(vec![Span::styled(format!("  {k:<12}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(what.to_string())]);
     let lines = vec![
         key("↑ / k", "select the previous campaign"),
         key("↓ / j", "select the next campaign"),
@@ -484,7 +503,7 @@ mod tests {
         let screen = draw(&connected_model(METRICS), 120, 40);
         let (title_row, title_col) = expect_at(&screen, " Outcomes today (2026-11-21) ");
         let picked = expect_at(&screen, "PICKED");
-        assert_eq!(picked, (title_row + 1, title_col));
+        assert_eq!(picked, (title_row + 1, title_col + 1), "inside the panel, after its padding");
         // 69 of 101 outcomes.
         assert!(screen[picked.0].contains("69   68%"), "{}", screen[picked.0]);
         for (name, count) in [("DISCONNECTED", "14"), ("RNR", "10"), ("FAILED", "8")] {
@@ -494,7 +513,7 @@ mod tests {
         expect_at(&screen, "Dials/s · 1.78 avg 60s");
         expect_at(&screen, "Completions/s · 2.08 avg 60s");
         let (provider_row, provider_col) = expect_at(&screen, " Provider ");
-        assert_eq!(expect_at(&screen, "latency p50 1 ms · p99 13 ms"), (provider_row + 1, provider_col));
+        assert_eq!(expect_at(&screen, "latency p50 1 ms · p99 13 ms"), (provider_row + 1, provider_col + 1));
         expect_at(&screen, "no recent errors");
     }
 
@@ -569,9 +588,11 @@ mod tests {
     fn a_smaller_terminal_still_shows_gauge_and_campaigns() {
         let screen = draw(&connected_model(METRICS), 80, 24);
         expect_at(&screen, "10 / 20 in use (50%)");
-        for name in ["Spring ren", "Survey – N", "Winback Q4"] {
+        for name in ["Spring renewals", "Survey – NPS", "Winback Q4"] {
             expect_at(&screen, name);
         }
+        let (header_row, _) = expect_at(&screen, "Retrying");
+        assert_eq!(find(&screen, "Calls"), None, "the least needed column gave way: {}", screen[header_row]);
         let screen = draw(&connected_model(METRICS), 50, 10);
         expect_at(&screen, "terminal too small: 50x10");
     }
