@@ -47,9 +47,37 @@ pub enum Command {
     /// timezone and attempt budget, and the number's timezone (--phone), come from the running
     /// service's API when it answers (otherwise the rules file's defaults apply, and it says so).
     RetryPlan(RetryPlanCliArgs),
+    /// Load generator: starts its own server (and mock provider) unless --url is given.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health and
     /// campaigns, with pause/resume of the selected campaign.
     Tui(TuiCliArgs),
+    /// Load phone numbers from a CSV file into a campaign, in batches, with progress and a
+    /// rejects report (FILE.rejects.csv). Exit 0: all loaded or already present; 1: some rows
+    /// rejected; 2: usage error (missing file, unknown campaign, service unreachable, bad token).
+    Import(ImportCliArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImportCliArgs {
+    /// The CSV file: a header row naming the phone column (phone, phone_number or number), or no
+    /// header and the numbers in the first column.
+    pub file: PathBuf,
+    /// Campaign id that receives the numbers.
+    #[arg(long)]
+    pub campaign: u64,
+    /// Header of the phone column, if it is not phone, phone_number or number.
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Header of a column with each number's IANA timezone (default: a column named timezone).
+    #[arg(long)]
+    pub timezone_column: Option<String>,
+    /// Rows per request (at most the service's limits.batch_max, 10000 by default).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,4 +135,40 @@ pub struct TuiCliArgs {
     /// Time between polls of the service (e.g. `500ms`, `2s`).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable `initiate-call/` throughput and latency (its campaign is paused: nothing is dialled).
+    Initiate {
+        /// A running callmgr to drive instead of starting one.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "X_AUTH_TOKEN", default_value = "dev-token-12345", hide_default_value = true)]
+        token: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Total requests per second (open loop, latency from the intended send time); omit for closed loop.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value = "10s")]
+        duration: String,
+    },
+    /// Calls completed per second through the whole lifecycle, against `serve` + a zero-delay `mock-provider`.
+    E2e {
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
+        /// Keep feeding for this long (e.g. 5m) and sample the server's memory every 10 s.
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Numbers per bulk-initiate-calls request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long, default_value_t = 2000)]
+        max_concurrent_calls: u32,
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+    },
 }

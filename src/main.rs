@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use callmgr::cli::{Cli, Command, MockProviderArgs, RetryPlanCliArgs};
+use callmgr::cli::{BenchCommand, Cli, Command, ImportCliArgs, MockProviderArgs, RetryPlanCliArgs};
 use callmgr::clock::SystemClock;
 use callmgr::config::{self, Config, LogFormat};
 use callmgr::mock_provider::{self, MockProvider, MockSettings};
@@ -34,9 +34,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { config, avg_call_seconds } => check_config(&config.config, avg_call_seconds),
         Command::MockProvider(args) => mock_provider(args),
         Command::RetryPlan(args) => retry_plan(args),
+        Command::Bench(command) => bench(command),
         Command::Tui(args) => {
             callmgr::tui::run(callmgr::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval }).map_err(Failure::runtime)
         }
+        Command::Import(args) => import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,5 +162,44 @@ fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
     };
     let text = callmgr::retry_plan::run(&plan, &rules).map_err(Failure::usage)?;
     print!("{text}");
+    Ok(())
+}
+
+/// `callmgr import`: the summary goes to stdout from the importer; errors map to 1 (rows
+/// rejected, service failure) or 2 (usage: file, campaign, token, service unreachable).
+fn import(args: ImportCliArgs) -> Result<(), Failure> {
+    let args = callmgr::import::ImportArgs {
+        file: args.file,
+        campaign: args.campaign,
+        column: args.column,
+        timezone_column: args.timezone_column,
+        batch: args.batch,
+        url: args.client.url,
+        token: args.client.token,
+    };
+    callmgr::import::run(args).map(drop).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
+}
+
+fn bench(command: BenchCommand) -> Result<(), Failure> {
+    let duration = |text: &str| config::parse_duration(text).map_err(|e| Failure::usage(format!("--duration: {e}")));
+    let report = match command {
+        BenchCommand::Initiate { url, token, connections, rate, duration: d } => {
+            let args = callmgr::bench::InitiateArgs { url, token, connections: connections.max(1), rate, duration: duration(&d)?, server_env: Vec::new() };
+            callmgr::bench::initiate(&args)
+        }
+        BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers } => {
+            let args = callmgr::bench::EndToEndArgs {
+                calls,
+                connections: connections.max(1),
+                batch: batch.max(1),
+                max_concurrent_calls,
+                workers,
+                duration: d.as_deref().map(duration).transpose()?,
+                server_env: Vec::new(),
+            };
+            callmgr::bench::end_to_end(&args)
+        }
+    };
+    println!("{}", report.map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?);
     Ok(())
 }

@@ -59,6 +59,7 @@ pub struct Metrics {
 pub struct DayMetrics {
     pub date: String,
     pub total_calls_initiated: u64,
+    pub total_calls_dialled: u64,
     pub total_calls_picked: u64,
     pub total_calls_disconnected: u64,
     pub total_calls_rnr: u64,

@@ -128,7 +128,8 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
             Wake::Input(Event::Key(key)) => match on_key(&mut model, key) {
                 Some(Intent::Quit) => return Ok(()),
                 Some(Intent::Send(request)) => {
-                    if request_tx.try_send(request).is_err() {
+                    let queued = request_tx.try_send(request).is_ok();
+                    if !queued {
                         model.status = Some(model::StatusLine { text: "still busy with earlier requests; try again".into(), kind: model::StatusKind::Failed });
                     }
                 }

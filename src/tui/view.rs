@@ -224,9 +224,9 @@ fn render_outcomes(frame: &mut Frame, area: Rect, model: &Model) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(format!(
-        "outcomes {} · dialled {} · retries {}",
-        thousands(total),
+        "accepted {} · dialled {} · retries {}",
         thousands(today.total_calls_initiated),
+        thousands(today.total_calls_dialled),
         thousands(today.total_retries)
     )));
     frame.render_widget(Paragraph::new(lines).block(block), area);
@@ -366,7 +366,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -1,0 +1,352 @@
+//! `callmgr bench`: the load generator. It starts its own `callmgr serve` (and, end to end, a
+//! zero-delay `callmgr mock-provider`) from this same binary with a temporary config and data
+//! dir, unless `--url` points at a running service, then drives it over HTTP and reports rates
+//! and latencies. Latency at a fixed rate is measured from each request's intended start, so a
+//! stalled server is not hidden (no coordinated omission).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Token of the servers the bench starts itself.
+const BENCH_TOKEN: &str = "bench-token-0123456789";
+
+#[derive(Clone, Debug)]
+pub struct InitiateArgs {
+    pub url: Option<String>,
+    pub token: String,
+    pub connections: usize,
+    /// Requests per second in total (open loop); `None` = as fast as the connections go.
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    /// Extra `KEY=VALUE` environment for the server the bench starts.
+    pub server_env: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EndToEndArgs {
+    pub calls: u64,
+    pub connections: usize,
+    /// Numbers per bulk request.
+    pub batch: usize,
+    pub max_concurrent_calls: u32,
+    pub workers: usize,
+    /// Keep feeding for this long instead of stopping after `calls` (memory soak).
+    pub duration: Option<Duration>,
+    pub server_env: Vec<(String, String)>,
+}
+
+/// A child process that is killed when dropped.
+struct Spawned {
+    child: Child,
+    pub address: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Spawned {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Runs `callmgr ARGS…` and waits for its `listening on http://ADDR` line.
+fn spawn(args: &[&str], env: &[(String, String)]) -> Result<Spawned, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env_remove("RUST_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().map_err(|e| format!("starting {args:?}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(120)).map_err(|_| format!("{args:?} did not start listening"))?;
+    Ok(Spawned { child, address })
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!("callmgr-bench-{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond()));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a bench config and starts `serve` on it.
+fn start_server(dir: &TempDir, provider_url: &str, max_concurrent_calls: u32, workers: usize, env: &[(String, String)]) -> Result<Spawned, String> {
+    let retry = dir.0.join("retry.yaml");
+    std::fs::write(&retry, "defaults: {max_attempts: 3, retry_interval_minutes: 60}\n").map_err(|e| e.to_string())?;
+    let config = dir.0.join("callmgr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nmax_concurrent_calls: {max_concurrent_calls}\nmax_calls_per_second: 1000000\n\
+             duplicate_window: 0s\ncallback_timeout: 10m\nprovider: {{url: \"{provider_url}\", timeout: 10s}}\nworkers: {workers}\n\
+             retry_config: {}\nlimits: {{writer_inbox_max: 65536}}\nlog: {{level: warn}}\n",
+            dir.0.join("data").display(),
+            retry.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    spawn(&["serve", "--config", config.to_str().expect("utf-8 temp path")], env)
+}
+
+fn new_agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).max_idle_connections_per_host(1024).build().into()
+}
+
+fn call_json(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("X-Auth-Token", token)
+        .header("Content-Type", "application/json")
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let mut response = agent.run(request).map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+fn create_campaign(agent: &ureq::Agent, base: &str, token: &str) -> Result<u64, String> {
+    let (status, body) = call_json(agent, "POST", &format!("{base}/api/v1/campaigns/"), token, Some(&json!({"name": "bench"})))?;
+    body["id"].as_u64().filter(|_| status == 201).ok_or_else(|| format!("creating the bench campaign: HTTP {status} {body}"))
+}
+
+/// Resident memory of a process, from /proc, in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Latency percentiles of microsecond samples.
+fn percentiles(samples: &mut [u64]) -> String {
+    if samples.is_empty() {
+        return "no samples".into();
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    format!("p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms", at(0.5), at(0.99), at(0.999), at(1.0))
+}
+
+/// Numbers unique across runs: a random block per run, then a counter.
+fn number_source() -> Arc<AtomicU64> {
+    let block = (jiff::Timestamp::now().as_nanosecond() as u64 / 1000) % 90_000;
+    Arc::new(AtomicU64::new((10_000 + block) * 100_000))
+}
+
+fn next_number(source: &AtomicU64) -> String {
+    format!("+1{:010}", 2_000_000_000 + source.fetch_add(1, Ordering::Relaxed) % 7_000_000_000)
+}
+
+pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
+    let dir = TempDir::new();
+    let (server, base, token) = match &args.url {
+        Some(url) => (None, url.trim_end_matches('/').to_string(), args.token.clone()),
+        None => {
+            let server = start_server(&dir, "http://127.0.0.1:9/unused", 100, 1, &args.server_env)?;
+            let base = format!("http://{}", server.address);
+            // Pause the campaign so nothing is dialled: this measures the durable accept path.
+            (Some(server), base, BENCH_TOKEN.to_string())
+        }
+    };
+    let agent = new_agent();
+    let campaign = create_campaign(&agent, &base, &token)?;
+    call_json(&agent, "POST", &format!("{base}/api/v1/campaigns/{campaign}/pause/"), &token, None)?;
+    let numbers = number_source();
+    let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let statuses: Arc<Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..args.connections)
+        .map(|i| {
+            let (latencies, statuses, stop, numbers, base, token) = (latencies.clone(), statuses.clone(), stop.clone(), numbers.clone(), base.clone(), token.clone());
+            let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
+            let (duration, connections) = (args.duration, args.connections);
+            std::thread::spawn(move || {
+                let agent = new_agent();
+                let url = format!("{base}/api/v1/initiate-call/");
+                let mut mine = Vec::new();
+                let mut codes = std::collections::BTreeMap::new();
+                // Spread the connections' schedules over one interval.
+                let mut intended = started + interval.map(|iv| iv.mul_f64(i as f64 / connections as f64)).unwrap_or_default();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < duration {
+                    if interval.is_some() {
+                        let now = Instant::now();
+                        if intended > now {
+                            std::thread::sleep(intended - now);
+                        }
+                    } else {
+                        intended = Instant::now();
+                    }
+                    let body = json!({"phone_number": next_number(&numbers), "campaign_id": campaign});
+                    let status = call_json(&agent, "POST", &url, &token, Some(&body)).map(|(s, _)| s).unwrap_or(0);
+                    mine.push(intended.elapsed().as_micros() as u64);
+                    *codes.entry(status).or_insert(0u64) += 1;
+                    if let Some(iv) = interval {
+                        intended += iv;
+                    }
+                }
+                latencies.lock().unwrap().extend(mine);
+                let mut all = statuses.lock().unwrap();
+                for (code, n) in codes {
+                    *all.entry(code).or_insert(0) += n;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut samples = std::mem::take(&mut *latencies.lock().unwrap());
+    let total = samples.len();
+    let created = statuses.lock().unwrap().get(&201).copied().unwrap_or(0);
+    let report = format!(
+        "initiate-call: {} connections, {}; {total} requests in {elapsed:.1} s = {:.0} req/s ({} acknowledged 201 = {:.0}/s durable); statuses {:?}; latency {}",
+        args.connections,
+        args.rate.map(|r| format!("open loop at {r:.0}/s")).unwrap_or_else(|| "closed loop".into()),
+        total as f64 / elapsed,
+        created,
+        created as f64 / elapsed,
+        statuses.lock().unwrap(),
+        percentiles(&mut samples)
+    );
+    drop(server);
+    Ok(report)
+}
+
+pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
+    let dir = TempDir::new();
+    let mock = spawn(&["mock-provider", "--listen", "127.0.0.1:0", "--delay-ms", "0", "--mix", "PICKED=100", "--token", BENCH_TOKEN, "--seed", "1"], &[])?;
+    let server = start_server(&dir, &format!("http://{}/api/initiate-call", mock.address), args.max_concurrent_calls, args.workers, &args.server_env)?;
+    let base = format!("http://{}", server.address);
+    let agent = new_agent();
+    let campaign = create_campaign(&agent, &base, BENCH_TOKEN)?;
+    let numbers = number_source();
+    let submitted = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rss_start = rss_mib(server.pid());
+    let started = Instant::now();
+    let finals = |agent: &ureq::Agent| -> Result<u64, String> {
+        let (_, m) = call_json(agent, "GET", &format!("{base}/api/v1/campaigns/{campaign}/"), BENCH_TOKEN, None)?;
+        let s = &m["stats"]["calls_by_status"];
+        Ok(["PICKED", "FAILED", "CANCELLED"].iter().map(|k| s[*k].as_u64().unwrap_or(0)).sum())
+    };
+    // Feeders keep at most this many calls accepted but not final, so the run measures the
+    // lifecycle rather than how deep a queue can grow.
+    let backlog_max = (args.max_concurrent_calls as u64 * 4).max(args.batch as u64 * args.connections as u64 * 2);
+    let done = Arc::new(AtomicU64::new(0));
+    let feeders: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (numbers, submitted, stop, base, done) = (numbers.clone(), submitted.clone(), stop.clone(), base.clone(), done.clone());
+            let (calls, batch, duration) = (args.calls, args.batch, args.duration);
+            std::thread::spawn(move || -> Result<(), String> {
+                let agent = new_agent();
+                loop {
+                    if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
+                        return Ok(());
+                    }
+                    if submitted.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed)) > backlog_max {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    let claimed = submitted.fetch_add(batch as u64, Ordering::Relaxed);
+                    if duration.is_none() && claimed >= calls {
+                        submitted.fetch_sub(batch as u64, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    let n = if duration.is_none() { (calls - claimed).min(batch as u64) as usize } else { batch };
+                    let list: Vec<String> = (0..n).map(|_| next_number(&numbers)).collect();
+                    let (status, body) = call_json(&agent, "POST", &format!("{base}/api/v1/bulk-initiate-calls/"), BENCH_TOKEN, Some(&json!({"campaign_id": campaign, "phone_numbers": list})))?;
+                    if status != 201 || body["failed"].as_u64() != Some(0) {
+                        return Err(format!("bulk submit: HTTP {status} {body}"));
+                    }
+                    if (n as u64) < batch as u64 {
+                        submitted.fetch_sub(batch as u64 - n as u64, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let mut last_sample = Instant::now();
+    let timeout = args.duration.unwrap_or(Duration::ZERO) + Duration::from_secs(600);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now_final = finals(&agent)?;
+        done.store(now_final, Ordering::Relaxed);
+        if last_sample.elapsed() >= Duration::from_secs(10) {
+            samples.push((started.elapsed().as_secs(), now_final, rss_mib(server.pid()).unwrap_or(0.0)));
+            last_sample = Instant::now();
+        }
+        let feeding_over = match args.duration {
+            Some(d) => started.elapsed() >= d,
+            None => submitted.load(Ordering::Relaxed) >= args.calls,
+        };
+        if feeding_over && now_final >= submitted.load(Ordering::Relaxed) {
+            break;
+        }
+        if started.elapsed() > timeout {
+            stop.store(true, Ordering::Relaxed);
+            return Err(format!("timed out with {now_final} of {} calls final", submitted.load(Ordering::Relaxed)));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in feeders {
+        f.join().map_err(|_| "a feeder panicked".to_string())??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let completed = finals(&agent)?;
+    let rss_end = rss_mib(server.pid());
+    let soak: Vec<String> = samples.iter().map(|(t, n, rss)| format!("t={t}s final={n} rss={rss:.0}MiB")).collect();
+    Ok(format!(
+        "end to end: {completed} calls accepted, dialled, called back and final in {elapsed:.1} s = {:.0} completed calls/s \
+         ({} slots, {} workers, bulk batches of {}, {} feeders, mock provider delay 0, mix PICKED=100); server RSS start {:.0} MiB, end {:.0} MiB{}",
+        completed as f64 / elapsed,
+        args.max_concurrent_calls,
+        args.workers,
+        args.batch,
+        args.connections,
+        rss_start.unwrap_or(0.0),
+        rss_end.unwrap_or(0.0),
+        if soak.is_empty() { String::new() } else { format!("\n  samples: {}", soak.join("; ")) }
+    ))
+}

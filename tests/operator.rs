@@ -1,0 +1,418 @@
+//! Operator tools against the real binary: `callmgr import` (a generated 100,000-row file with
+//! bad rows, exit codes, rejects file, idempotent re-run, headerless and named columns), the
+//! metrics after a scripted set of calls (JSON, and Prometheus text checked by `promtool`), and
+//! the CSV export with its filters.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const INVALID_PHONE: &str = "Invalid phone number format. Must start with + and contain 8-15 digits.";
+
+/// What one run of `callmgr import` did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// `(added, already present, invalid, rows)` from the summary line.
+    fn summary(&self) -> (u64, u64, u64, u64) {
+        let line = self.stdout.lines().find(|l| l.starts_with("added ")).unwrap_or_else(|| panic!("no summary line in {self:#?}"));
+        let number = |after: &str| -> u64 {
+            let rest = &line[line.find(after).unwrap_or_else(|| panic!("`{after}` in {line}")) + after.len()..];
+            rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+        };
+        (number("added "), number("already present "), number("invalid "), number("("))
+    }
+}
+
+/// Runs `callmgr import ARGS…` with a deadline, and nothing from the environment.
+fn import(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callmgr"))
+        .arg("import")
+        .args(args)
+        .env_remove("CALLMGR_URL")
+        .env_remove("X_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("callmgr import starts");
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("callmgr import {args:?} did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run { code: status.code().expect("exited, not killed"), stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// `import FILE --campaign ID` against `server`, plus `extra` flags.
+fn import_into(server: &Server, file: &Path, campaign: u64, extra: &[&str]) -> Run {
+    let (file, campaign, url) = (file.to_str().unwrap().to_string(), campaign.to_string(), server.url(""));
+    let mut args = vec![file.as_str(), "--campaign", campaign.as_str(), "--url", url.as_str(), "--token", TOKEN];
+    args.extend_from_slice(extra);
+    import(&args)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn phone_count(server: &Server, campaign: u64) -> u64 {
+    server.get(&format!("/api/v1/campaigns/{campaign}/"))["stats"]["phone_count"].as_u64().unwrap()
+}
+
+/// `+15550001234` written as `+1 (555) 000-1234`.
+fn spaced(e164: &str) -> String {
+    format!("+1 ({}) {}-{}", &e164[2..5], &e164[5..8], &e164[8..])
+}
+
+/// The 100,000-row file: header `name,phone,timezone`, row `i` on line `i + 2`. Every 1000th row
+/// repeats the previous row's number in another spelling; five rows are bad, one of them only
+/// by its timezone (so the service, not the client, rejects it).
+fn big_file_row(i: u64) -> String {
+    let timezone = match i {
+        54_321 => "Mars/Olympus",
+        _ if i % 2 == 0 => "Europe/Berlin",
+        _ => "",
+    };
+    let phone_cell = match i {
+        10 => "+1415abc0101".to_string(),
+        500 => "+12345".to_string(),
+        77_777 => "+١٤١٥٥٥٥٠١٠١".to_string(),
+        88_888 => return format!("name{i}"), // a short row: no phone cell at all
+        33 => return format!("name{i},{},,an extra cell", phone(i)),
+        _ if i % 1000 == 999 => spaced(&phone(i - 1)),
+        _ if i % 7 == 0 => spaced(&phone(i)),
+        _ => phone(i),
+    };
+    format!("name{i},\"{phone_cell}\",{timezone}")
+}
+
+const BIG_ROWS: u64 = 100_000;
+const BIG_DUPLICATES: u64 = BIG_ROWS / 1000;
+const BIG_INVALID: u64 = 5;
+
+#[test]
+fn import_of_100000_rows_reports_each_bad_row_by_line_and_a_rerun_adds_nothing() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "import"}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("numbers.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(out, "name,phone,timezone").unwrap();
+    for i in 0..BIG_ROWS {
+        writeln!(out, "{}", big_file_row(i)).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+
+    let first = import_into(&server, &path, campaign, &[]);
+    assert_eq!(first.code, 1, "some rows are rejected: {first:#?}");
+    let added = BIG_ROWS - BIG_INVALID - BIG_DUPLICATES;
+    assert_eq!(first.summary(), (added, BIG_DUPLICATES, BIG_INVALID, BIG_ROWS), "{first:#?}");
+    let rejects_path = dir.path().join("numbers.rejects.csv");
+    let expected_rejects = format!(
+        "line,phone,reason\n\
+         12,+1415abc0101,{INVALID_PHONE}\n\
+         502,+12345,{INVALID_PHONE}\n\
+         54323,+15550054321,Unknown timezone `Mars/Olympus`\n\
+         77779,+١٤١٥٥٥٥٠١٠١,{INVALID_PHONE}\n\
+         88890,,Missing phone number\n"
+    );
+    assert_eq!(read_file(&rejects_path), expected_rejects);
+    assert!(first.stdout.contains(&format!("rejected rows (line, phone, reason): {}", rejects_path.display())), "{first:#?}");
+    assert!(first.stderr.contains("line 12: \"+1415abc0101\": Invalid phone number format"), "the first rejects are shown: {first:#?}");
+    assert!(first.stderr.contains("callmgr: 5 of 100000 rows rejected"), "{first:#?}");
+    assert_eq!(phone_count(&server, campaign), added);
+
+    // Numbers come back normalised, with the timezone from their row (or none).
+    let page = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/?limit=2"));
+    assert_eq!(page["results"][0]["phone_number"], phone(0));
+    assert_eq!(page["results"][0]["timezone"], "Europe/Berlin");
+    assert_eq!(page["results"][1]["phone_number"], phone(1));
+    assert!(page["results"][1]["timezone"].is_null(), "{page}");
+
+    // The same file again: nothing is added twice, the bad rows are still bad.
+    let again = import_into(&server, &path, campaign, &[]);
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert_eq!(again.summary(), (0, BIG_ROWS - BIG_INVALID, BIG_INVALID, BIG_ROWS), "{again:#?}");
+    assert_eq!(read_file(&rejects_path), expected_rejects);
+    assert_eq!(phone_count(&server, campaign), added);
+}
+
+#[test]
+fn import_usage_errors_exit_2() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "usage"}));
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.csv", "phone\n+14155550101\n");
+
+    let missing = import_into(&server, &dir.path().join("absent.csv"), campaign, &[]);
+    assert_eq!(missing.code, 2, "{missing:#?}");
+    assert!(missing.stderr.contains("cannot read") && missing.stderr.contains("absent.csv"), "{missing:#?}");
+
+    let unknown = import_into(&server, &good, 999, &[]);
+    assert_eq!(unknown.code, 2, "{unknown:#?}");
+    assert!(unknown.stderr.contains("campaign 999 not found"), "{unknown:#?}");
+
+    let url = server.url("");
+    let bad_token = import(&[good.to_str().unwrap(), "--campaign", &campaign.to_string(), "--url", &url, "--token", "wrong-token"]);
+    assert_eq!(bad_token.code, 2, "{bad_token:#?}");
+    assert!(bad_token.stderr.contains("refused the token"), "{bad_token:#?}");
+
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = import(&[good.to_str().unwrap(), "--campaign", &campaign.to_string(), "--url", &format!("http://{closed}"), "--token", TOKEN]);
+    assert_eq!(unreachable.code, 2, "{unreachable:#?}");
+    assert!(unreachable.stderr.contains("unreachable"), "{unreachable:#?}");
+
+    let no_phone_column = write(dir.path(), "columns.csv", "name,mobile\nann,+14155550101\n");
+    let run = import_into(&server, &no_phone_column, campaign, &[]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("cannot find the phone column: the header row is: name, mobile"), "{run:#?}");
+
+    let run = import_into(&server, &good, campaign, &["--batch", "0"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(phone_count(&server, campaign), 0, "no usage error loads anything");
+}
+
+#[test]
+fn import_of_clean_headerless_and_named_column_files_exits_0() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "clean"}));
+    let dir = tempfile::tempdir().unwrap();
+
+    // A stale rejects file from an earlier run is removed by a run without rejects.
+    let clean = write(dir.path(), "clean.csv", "Phone_Number,TimeZone\n+14155550101,America/New_York\n\"+1 415 555 0102\",\n+14155550101,\n");
+    let stale = write(dir.path(), "clean.rejects.csv", "line,phone,reason\n");
+    let run = import_into(&server, &clean, campaign, &["--batch", "2"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.summary(), (2, 1, 0, 3));
+    assert!(!stale.exists(), "the stale rejects file is gone");
+    let run = import_into(&server, &clean, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (0, 3, 0, 3)), "{run:#?}");
+
+    // No header: the numbers are in the first column, the first row included.
+    let headerless = write(dir.path(), "headerless.csv", "+1 (415) 555-0103,x\n+14155550104\n");
+    let run = import_into(&server, &headerless, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (2, 0, 0, 2)), "{run:#?}");
+
+    // Columns named on the command line.
+    let named = write(dir.path(), "named.csv", "who,mobile,zone\nann,+14155550105,Asia/Tokyo\n");
+    let run = import_into(&server, &named, campaign, &["--column", "Mobile", "--timezone-column", "zone"]);
+    assert_eq!((run.code, run.summary()), (0, (1, 0, 0, 1)), "{run:#?}");
+
+    assert_eq!(phone_count(&server, campaign), 5);
+    let numbers = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/"))["results"].as_array().unwrap().clone();
+    let timezone_of = |n: &str| numbers.iter().find(|v| v["phone_number"] == n).map(|v| v["timezone"].clone()).unwrap_or_else(|| panic!("{n} listed"));
+    assert_eq!(timezone_of("+14155550101"), "America/New_York");
+    assert_eq!(timezone_of("+14155550105"), "Asia/Tokyo");
+    assert!(timezone_of("+14155550103").is_null());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// `promtool check metrics` on `text`; fails clearly when promtool is not installed.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("promtool is not installed; it checks the Prometheus text: `apt-get install -y --no-install-recommends prometheus`")
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {:?}\n{report}\n--- text ---\n{text}", output.status);
+}
+
+/// The value of the sample `name_and_labels` (exactly as written) in exposition `text`.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(name, _)| *name == name_and_labels).map(|(_, v)| v.parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("no sample {name_and_labels} in\n{text}"))
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+#[test]
+fn metrics_after_a_scripted_set_of_calls_count_each_outcome_once() {
+    let provider = FakeProvider::start();
+    let server = Server::start(Options { provider_url: provider.url(), max_concurrent_calls: 6, ..Options::default() });
+    let campaign = server.create_campaign(json!({"name": "metrics"}));
+    let ids: Vec<String> = (0..6).map(|n| server.initiate(campaign, &phone(n))["call_id"].as_str().unwrap().to_string()).collect();
+    provider.wait_count(6);
+    for id in &ids {
+        server.wait_status(id, "PROCESSING");
+    }
+    let full = wait_until("six calls in flight", Duration::from_secs(10), || {
+        let m = server.metrics();
+        (m["current_concurrent_calls"] == 6).then_some(m)
+    });
+    assert_eq!((full["max_concurrent_calls"].as_u64(), full["system_status"].as_str()), (Some(6), Some("at_capacity")), "{full}");
+
+    // Two picked (30 s and 50 s), one of each retryable outcome, one still ringing; then a
+    // repeat of the first callback, which must not count again.
+    let outcomes = [json!({"status": "PICKED", "call_duration": 30}), json!({"status": "PICKED", "call_duration": 50}), json!({"status": "RNR"}), json!({"status": "DISCONNECTED"}), json!({"status": "FAILED"})];
+    let mut first_answer = Value::Null;
+    for (id, outcome) in ids.iter().zip(&outcomes) {
+        let mut body = outcome.clone();
+        body["call_id"] = json!(id);
+        let (code, answer) = server.callback(body);
+        assert_eq!(code, 200, "{answer}");
+        if first_answer.is_null() {
+            first_answer = answer;
+        }
+    }
+    let (code, repeat) = server.callback(json!({"call_id": ids[0], "status": "PICKED", "call_duration": 30}));
+    assert_eq!((code, &repeat), (200, &first_answer));
+
+    let m = wait_until("one call in flight", Duration::from_secs(10), || {
+        let m = server.metrics();
+        (m["current_concurrent_calls"] == 1 && m["retrying"] == 3).then_some(m)
+    });
+    assert_eq!(m["system_status"], "healthy", "{m}");
+    assert_eq!(m["queue_depth"], 0);
+    let by_status = &m["calls_by_status"];
+    assert_eq!((count(&by_status["PICKED"]), count(&by_status["RETRYING"]), count(&by_status["PROCESSING"])), (2, 3, 1), "{by_status}");
+    for status in ["INITIATED", "FAILED", "CANCELLED"] {
+        assert_eq!(count(&by_status[status]), 0, "{status}: {by_status}");
+    }
+    let days = m["recent_metrics"].as_array().unwrap();
+    assert_eq!(days.len(), 7, "the last seven days: {m}");
+    let dates: Vec<&str> = days.iter().map(|d| d["date"].as_str().unwrap()).collect();
+    assert!(dates.windows(2).all(|w| w[0] > w[1]), "newest first: {dates:?}");
+    let today = &days[0];
+    let counters = [
+        ("total_calls_initiated", 6),
+        ("total_calls_picked", 2),
+        ("total_calls_disconnected", 1),
+        ("total_calls_rnr", 1),
+        ("total_calls_failed", 1),
+        ("total_retries", 0),
+        ("peak_concurrent_calls", 6),
+        ("total_call_duration", 80),
+        ("dlq_entries_created", 0),
+    ];
+    for (name, expected) in counters {
+        assert_eq!(today[name].as_u64(), Some(expected), "{name}: {today}");
+    }
+    assert_eq!(today["avg_call_duration"].as_f64(), Some(40.0), "{today}");
+    for day in &days[1..] {
+        assert_eq!(day["total_calls_initiated"], 0, "{day}");
+    }
+
+    let (code, text) = server.raw("GET", "/metrics", None, Some(("X-Auth-Token", TOKEN.to_string())));
+    assert_eq!(code, 200, "{text}");
+    promtool_check(&text);
+    assert_eq!(sample(&text, "callmgr_calls_in_flight"), 1.0);
+    assert_eq!(sample(&text, "callmgr_max_concurrent_calls"), 6.0);
+    assert_eq!(sample(&text, "callmgr_calls{status=\"PICKED\"}"), 2.0);
+    assert_eq!(sample(&text, "callmgr_calls{status=\"RETRYING\"}"), 3.0);
+    assert_eq!(sample(&text, "callmgr_dials_total"), 6.0);
+    assert_eq!(sample(&text, "callmgr_outcomes_total"), 5.0);
+    assert_eq!(sample(&text, "callmgr_provider_request_duration_seconds_count"), 6.0, "one latency sample per dial request");
+    // Buckets are cumulative and end with +Inf, which equals the count.
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("callmgr_provider_request_duration_seconds_bucket{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(buckets.len() >= 2 && buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(sample(&text, "callmgr_provider_request_duration_seconds_bucket{le=\"+Inf\"}"), 6.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+const EXPORT_HEADER: &str = "call_id,campaign_id,phone_number,status,last_outcome,attempt_count,max_attempts,created_at,updated_at,last_attempt_at,next_retry_at,total_call_time,external_call_id,error_message";
+
+/// `GET calls/export/?QUERY`: the header and the rows, parsed.
+fn export(server: &Server, query: &str) -> (String, Vec<csv::StringRecord>) {
+    let (code, text) = server.raw("GET", &format!("/api/v1/calls/export/?{query}"), None, Some(("X-Auth-Token", TOKEN.to_string())));
+    assert_eq!(code, 200, "{text}");
+    let header = text.lines().next().unwrap_or_default().to_string();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows = reader.records().collect::<Result<Vec<_>, _>>().expect("the export is valid CSV");
+    (header, rows)
+}
+
+#[test]
+fn export_streams_every_matching_call_with_the_documented_columns() {
+    // 100 slots, a mock provider that never calls back: 100 calls stay PROCESSING, the rest wait.
+    let server = Server::start(Options::default());
+    let small = server.create_campaign(json!({"name": "small"}));
+    let big = server.create_campaign(json!({"name": "big"}));
+    let small_ids: Vec<String> = (0..3).map(|n| server.initiate(small, &phone(n))["call_id"].as_str().unwrap().to_string()).collect();
+    for id in &small_ids {
+        server.wait_status(id, "PROCESSING");
+    }
+    let numbers: Vec<String> = (1000..3500).map(phone).collect();
+    let (code, bulk) = server.post("/api/v1/bulk-initiate-calls/", json!({"campaign_id": big, "phone_numbers": numbers}));
+    assert_eq!((code, bulk["failed"].as_u64()), (201, Some(0)), "{bulk}");
+    wait_until("every slot taken", Duration::from_secs(20), || {
+        let m = server.metrics();
+        (m["current_concurrent_calls"] == 100 && m["queue_depth"] == 2403).then_some(())
+    });
+
+    let (header, rows) = export(&server, &format!("campaign_id={big}"));
+    assert_eq!(header, EXPORT_HEADER);
+    assert_eq!(rows.len(), 2500, "more rows than one streamed chunk");
+    assert!(rows.iter().all(|r| r[1] == big.to_string()));
+    let mut exported: Vec<&str> = rows.iter().map(|r| &r[2]).collect();
+    exported.sort_unstable();
+    assert_eq!(exported, numbers.iter().map(String::as_str).collect::<Vec<_>>(), "each number once");
+
+    let (_, processing) = export(&server, &format!("campaign_id={big}&status=PROCESSING"));
+    assert_eq!(processing.len(), 97);
+    assert!(processing.iter().all(|r| &r[3] == "PROCESSING" && &r[5] == "1" && !r[9].is_empty()), "last_attempt_at is set when dialled");
+    let (_, waiting) = export(&server, "status=initiated");
+    assert_eq!(waiting.len(), 2403, "status alone, any case, across campaigns");
+
+    let (_, rows) = export(&server, &format!("campaign_id={small}"));
+    let mut ids: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<&str> = small_ids.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let call = server.call(&small_ids[0]);
+    let row = rows.iter().find(|r| r[0] == small_ids[0]).unwrap();
+    assert_eq!((&row[2], &row[3], &row[7]), (call["phone_number"].as_str().unwrap(), "PROCESSING", call["created_at"].as_str().unwrap()));
+
+    let (_, all) = export(&server, "");
+    assert_eq!(all.len(), 2503);
+    let (code, body) = server.request("GET", "/api/v1/calls/export/?status=ANSWERED", None);
+    assert_eq!((code, body["error"]["details"]["field"].as_str()), (400, Some("status")), "{body}");
+}
