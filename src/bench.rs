@@ -196,7 +196,8 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
     let started = Instant::now();
     let threads: Vec<_> = (0..args.connections)
         .map(|i| {
-            let (latencies, statuses, stop, numbers, base, token) = (latencies.clone(), statuses.clone(), stop.clone(), numbers.clone(), base.clone(), token.clone());
+            let (latencies, statuses, stop, numbers, base, token) =
+                (latencies.clone(), statuses.clone(), stop.clone(), numbers.clone(), base.clone(), token.clone());
             let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
             let (duration, connections) = (args.duration, args.connections);
             std::thread::spawn(move || {
@@ -295,7 +296,13 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
                     }
                     let n = if duration.is_none() { (calls - claimed).min(batch as u64) as usize } else { batch };
                     let list: Vec<String> = (0..n).map(|_| next_number(&numbers)).collect();
-                    let (status, body) = call_json(&agent, "POST", &format!("{base}/api/v1/bulk-initiate-calls/"), BENCH_TOKEN, Some(&json!({"campaign_id": campaign, "phone_numbers": list})))?;
+                    let (status, body) = call_json(
+                        &agent,
+                        "POST",
+                        &format!("{base}/api/v1/bulk-initiate-calls/"),
+                        BENCH_TOKEN,
+                        Some(&json!({"campaign_id": campaign, "phone_numbers": list})),
+                    )?;
                     if status != 201 || body["failed"].as_u64() != Some(0) {
                         return Err(format!("bulk submit: HTTP {status} {body}"));
                     }
@@ -349,4 +356,103 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
         rss_end.unwrap_or(0.0),
         if soak.is_empty() { String::new() } else { format!("\n  samples: {}", soak.join("; ")) }
     ))
+}
+
+#[derive(Clone, Debug)]
+pub struct BootArgs {
+    /// RETRYING calls written into the store before the boots are timed.
+    pub retrying: u64,
+    pub quick_repair: bool,
+}
+
+/// Polls `/readyz` until 200; returns the time since `since`.
+fn wait_ready(base: &str, since: Instant) -> Result<Duration, String> {
+    let agent = new_agent();
+    let deadline = since + Duration::from_secs(600);
+    loop {
+        if let Ok(response) = agent.get(&format!("{base}/readyz")).call()
+            && response.status() == 200
+        {
+            return Ok(since.elapsed());
+        }
+        if Instant::now() > deadline {
+            return Err("not ready after 600 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Boot time and memory with `retrying` calls waiting for a retry: after a clean stop and after SIGKILL.
+pub fn boot(args: &BootArgs) -> Result<String, String> {
+    use crate::config::StorageConfig;
+    use crate::model::{CallId, Status};
+    use crate::store::{Store, WriteTables};
+
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let storage = StorageConfig { quick_repair: args.quick_repair, cache_size_bytes: 256 << 20 };
+    let written = Instant::now();
+    {
+        let store = Store::open(&data, &storage).map_err(|e| e.to_string())?;
+        let now = jiff::Timestamp::now().as_millisecond();
+        let base_id: u128 = (now as u128) << 80;
+        let chunk = 50_000u64;
+        let mut made = 0u64;
+        while made < args.retrying {
+            let txn = store.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut t = WriteTables::open(&txn).map_err(|e| e.to_string())?;
+                for i in made..(made + chunk).min(args.retrying) {
+                    let mut call = crate::machine::new_call(CallId(base_id + i as u128), 1, format!("+1{:010}", 2_000_000_000 + i), None, 3, now);
+                    t.put_call(None, &mut call).map_err(|e| e.to_string())?;
+                    let before = call.clone();
+                    call.status = Status::Retrying;
+                    // Spread over the next week so nothing fires while booting.
+                    call.next_retry_at = Some(now + 3_600_000 + (i as i64 * 7 * 86_400_000 / args.retrying.max(1) as i64));
+                    t.put_call(Some(&before), &mut call).map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+            made = (made + chunk).min(args.retrying);
+        }
+    }
+    let written = written.elapsed();
+    let file_mib = std::fs::metadata(data.join("callmgr.redb")).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
+    let retry = dir.0.join("retry.yaml");
+    std::fs::write(&retry, "defaults: {max_attempts: 3, retry_interval_minutes: 60}\n").map_err(|e| e.to_string())?;
+    let config = dir.0.join("callmgr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nprovider: {{url: \"http://127.0.0.1:9/unused\"}}\nretry_config: {}\n\
+             storage: {{quick_repair: {}}}\nlog: {{level: warn}}\n",
+            data.display(),
+            retry.display(),
+            args.quick_repair
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let config = config.to_str().expect("utf-8 temp path").to_string();
+    let mut lines = vec![format!(
+        "boot with {} RETRYING calls (store {file_mib:.0} MiB, written in {:.1} s; quick_repair {}):",
+        args.retrying,
+        written.as_secs_f64(),
+        args.quick_repair
+    )];
+    // Each start is labelled by how the previous process ended; it then ends the way the next label says.
+    let runs = [("first start (file written cleanly)", false), ("after a clean stop (SIGTERM)", true), ("after SIGKILL (redb repairs the file)", false)];
+    for (label, then_kill) in runs {
+        let started = Instant::now();
+        let mut server = spawn(&["serve", "--config", &config], &[])?;
+        let ready = wait_ready(&format!("http://{}", server.address), started)?;
+        let rss = rss_mib(server.pid()).unwrap_or(0.0);
+        let (_, metrics) = call_json(&new_agent(), "GET", &format!("http://{}/api/v1/metrics/", server.address), BENCH_TOKEN, None)?;
+        lines.push(format!("  {label}: /readyz 200 after {:.2} s, RSS {rss:.0} MiB, retrying {}", ready.as_secs_f64(), metrics["retrying"]));
+        if then_kill {
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+        // Otherwise dropping it sends SIGTERM and waits: a clean stop.
+    }
+    Ok(lines.join("\n"))
 }

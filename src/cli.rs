@@ -171,4 +171,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         workers: usize,
     },
+    /// Time to /readyz and memory with N calls waiting for a retry, after a clean stop and after SIGKILL.
+    Boot {
+        #[arg(long, default_value_t = 1_000_000)]
+        retrying: u64,
+        /// Open the store with redb's quick-repair (faster recovery after a crash, slower commits).
+        #[arg(long)]
+        quick_repair: bool,
+    },
 }

@@ -202,7 +202,11 @@ pub fn run(args: ImportArgs) -> Result<ImportSummary, ImportError> {
     progress.finish();
     let rejects = report.finish()?;
     if let Err(cause) = result {
-        return Err(if totals.rows == 0 { cause } else { ImportError::Stopped { rows_done: totals.rows, line_done: totals.line_done, cause: Box::new(cause) } });
+        return Err(if totals.rows == 0 {
+            cause
+        } else {
+            ImportError::Stopped { rows_done: totals.rows, line_done: totals.line_done, cause: Box::new(cause) }
+        });
     }
     let summary = ImportSummary {
         rows: totals.rows,
@@ -292,9 +296,9 @@ impl Layout {
             },
         };
         let timezone = match timezone_column {
-            Some(name) => {
-                Some(find(name).ok_or_else(|| ImportError::Usage(format!("--timezone-column {name}: no such column; the header row is: {}", cells.join(", "))))?)
-            }
+            Some(name) => Some(
+                find(name).ok_or_else(|| ImportError::Usage(format!("--timezone-column {name}: no such column; the header row is: {}", cells.join(", "))))?,
+            ),
             None => find(TIMEZONE_HEADER),
         };
         Ok(Layout { header: true, phone, timezone })
@@ -804,8 +808,7 @@ mod tests {
 
     #[test]
     fn summary_line() {
-        let summary =
-            ImportSummary { rows: 100, added: 90, already_present: 5, invalid: 5, rejects_path: None, elapsed: Duration::from_secs(2) };
+        let summary = ImportSummary { rows: 100, added: 90, already_present: 5, invalid: 5, rejects_path: None, elapsed: Duration::from_secs(2) };
         assert_eq!(summary.to_string(), "added 90, already present 5, invalid 5 (100 rows in 2.0 s, 50 rows/s)");
     }
 }

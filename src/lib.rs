@@ -1,4 +1,5 @@
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -18,4 +19,3 @@ pub mod store;
 pub mod timer_wheel;
 pub mod tui;
 pub mod writer;
-pub mod bench;

@@ -199,6 +199,7 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
             };
             callmgr::bench::end_to_end(&args)
         }
+        BenchCommand::Boot { retrying, quick_repair } => callmgr::bench::boot(&callmgr::bench::BootArgs { retrying, quick_repair }),
     };
     println!("{}", report.map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?);
     Ok(())

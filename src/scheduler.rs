@@ -144,7 +144,7 @@ impl Scheduler {
             eligible: BTreeSet::new(),
             in_flight: HashMap::new(),
             reserved: HashMap::new(),
-            wheel: TimerWheel::new(now.max(0) as u64),
+            wheel: TimerWheel::with_capacity(now.max(0) as u64, recovered.in_flight.len() + recovered.retrying.len()),
             queued_total: 0,
             retrying_total: 0,
             unsent: VecDeque::new(),
@@ -329,20 +329,20 @@ impl Scheduler {
         self.timers_backlog = self.wheel.advance_limited(now.max(0) as u64, self.settings.retry_release_max, &mut expired);
         let mut retries = Vec::new();
         let mut timeouts = Vec::new();
-        for (timer, _) in expired {
+        for (timer, at) in expired {
             match timer {
                 Timer::Retry(call_id) => {
                     self.retrying_total -= 1;
-                    retries.push(call_id);
+                    retries.push((call_id, at as Millis));
                 }
-                Timer::Deadline(call_id) => timeouts.push(call_id),
+                Timer::Deadline(call_id) => timeouts.push((call_id, at as Millis)),
             }
         }
         if !retries.is_empty() {
-            self.unsent.push_back(Command::RetriesDue { call_ids: retries });
+            self.unsent.push_back(Command::RetriesDue { due: retries });
         }
         if !timeouts.is_empty() {
-            self.unsent.push_back(Command::CallbackTimeouts { call_ids: timeouts });
+            self.unsent.push_back(Command::CallbackTimeouts { due: timeouts });
         }
     }
 

@@ -163,13 +163,13 @@ pub enum Command {
         attempt: u32,
         result: ProviderResult,
     },
-    /// From the scheduler: these calls' callback deadlines have passed.
+    /// From the scheduler: these (call, callback deadline) timers fired.
     CallbackTimeouts {
-        call_ids: Vec<CallId>,
+        due: Vec<(CallId, Millis)>,
     },
-    /// From the scheduler: these calls' retries are due.
+    /// From the scheduler: these (call, next_retry_at) timers fired.
     RetriesDue {
-        call_ids: Vec<CallId>,
+        due: Vec<(CallId, Millis)>,
     },
 }
 
@@ -475,11 +475,13 @@ impl Writer {
                     self.commit_transition(t, &call, transition, now, out)?;
                 }
             }
-            Command::CallbackTimeouts { call_ids } => {
+            Command::CallbackTimeouts { due } => {
                 let timeout = crate::config::fmt_duration(self.settings.callback_timeout);
-                for call_id in call_ids {
+                for (call_id, deadline) in due {
                     let Some(call) = t.call(call_id)? else { continue };
-                    if call.callback_deadline.is_none_or(|d| d > now) {
+                    // The timer applies only to the attempt it was armed for; comparing instants
+                    // rather than clocks keeps a clock step from losing it.
+                    if call.status != Status::Processing || call.callback_deadline != Some(deadline) {
                         continue;
                     }
                     let input = Input::CallbackTimeout { attempt: call.attempt_count, timeout: &timeout };
@@ -489,10 +491,10 @@ impl Writer {
                     }
                 }
             }
-            Command::RetriesDue { call_ids } => {
-                for call_id in call_ids {
+            Command::RetriesDue { due } => {
+                for (call_id, at) in due {
                     let Some(call) = t.call(call_id)? else { continue };
-                    if call.status != Status::Retrying || call.next_retry_at.is_some_and(|at| at > now) {
+                    if call.status != Status::Retrying || call.next_retry_at != Some(at) {
                         continue;
                     }
                     if let Ok(transition) = self.step(&call, Input::RetryDue, now) {

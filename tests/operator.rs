@@ -99,7 +99,7 @@ fn spaced(e164: &str) -> String {
 fn big_file_row(i: u64) -> String {
     let timezone = match i {
         54_321 => "Mars/Olympus",
-        _ if i % 2 == 0 => "Europe/Berlin",
+        _ if i.is_multiple_of(2) => "Europe/Berlin",
         _ => "",
     };
     let phone_cell = match i {
@@ -109,7 +109,7 @@ fn big_file_row(i: u64) -> String {
         88_888 => return format!("name{i}"), // a short row: no phone cell at all
         33 => return format!("name{i},{},,an extra cell", phone(i)),
         _ if i % 1000 == 999 => spaced(&phone(i - 1)),
-        _ if i % 7 == 0 => spaced(&phone(i)),
+        _ if i.is_multiple_of(7) => spaced(&phone(i)),
         _ => phone(i),
     };
     format!("name{i},\"{phone_cell}\",{timezone}")
@@ -285,7 +285,13 @@ fn metrics_after_a_scripted_set_of_calls_count_each_outcome_once() {
 
     // Two picked (30 s and 50 s), one of each retryable outcome, one still ringing; then a
     // repeat of the first callback, which must not count again.
-    let outcomes = [json!({"status": "PICKED", "call_duration": 30}), json!({"status": "PICKED", "call_duration": 50}), json!({"status": "RNR"}), json!({"status": "DISCONNECTED"}), json!({"status": "FAILED"})];
+    let outcomes = [
+        json!({"status": "PICKED", "call_duration": 30}),
+        json!({"status": "PICKED", "call_duration": 50}),
+        json!({"status": "RNR"}),
+        json!({"status": "DISCONNECTED"}),
+        json!({"status": "FAILED"}),
+    ];
     let mut first_answer = Value::Null;
     for (id, outcome) in ids.iter().zip(&outcomes) {
         let mut body = outcome.clone();

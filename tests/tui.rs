@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -16,26 +16,36 @@ const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
 const PANE_WIDTH: u16 = 120;
 const PANE_HEIGHT: u16 = 40;
 
+/// Fails the test at once, with the fix, when tmux is missing.
+fn require_tmux() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(output) if output.status.success() => {}
+        _ => panic!("tmux is not installed: the dashboard tests run `callmgr tui` in a tmux pane (apt-get install -y tmux)"),
+    }
+}
+
 /// A tmux server of its own (`-L`), so tests never touch the user's sessions or each other;
 /// dropping it kills the server and with it the dashboard, also when a test fails.
 struct Tmux {
     socket: String,
     session: String,
+    /// Where the wrapper shell writes the dashboard's exit status.
+    exit_file: PathBuf,
 }
 
 impl Tmux {
-    /// Starts `command` in a detached `PANE_WIDTH`x`PANE_HEIGHT` pane that stays visible after
-    /// the command exits, so the exit status can be read.
+    /// Starts `command` in a detached `PANE_WIDTH`x`PANE_HEIGHT` pane. A shell wraps it and
+    /// writes its exit status to a file: tmux 3.3 can leave an exited pane process unreaped
+    /// (`pane_dead_status` stays empty) on a busy machine, so its own record is not reliable.
+    /// The pane stays after the exit, so the screen left behind can be read.
     fn start(name: &str, dir: &Path, command: &[String]) -> Tmux {
-        match Command::new("tmux").arg("-V").output() {
-            Ok(output) if output.status.success() => {}
-            _ => panic!("tmux is not installed: the dashboard tests run `callmgr tui` in a tmux pane (apt-get install -y tmux)"),
-        }
         let config = dir.join("tmux.conf");
         std::fs::write(&config, "set-option -g -w remain-on-exit on\nset-option -g status off\n").expect("tmux config written");
-        let tmux = Tmux { socket: format!("callmgr-test-{}-{name}", std::process::id()), session: name.to_string() };
+        let exit_file = dir.join(format!("{name}.exit"));
+        let tmux = Tmux { socket: format!("callmgr-test-{}-{name}", std::process::id()), session: name.to_string(), exit_file };
+        let script = format!("\"$0\" \"$@\"; echo $? > '{}'", tmux.exit_file.display());
         let mut args: Vec<String> = ["-f", config.to_str().expect("utf-8 path"), "new-session", "-d", "-s", name, "-x"].iter().map(|s| s.to_string()).collect();
-        args.extend([PANE_WIDTH.to_string(), "-y".into(), PANE_HEIGHT.to_string()]);
+        args.extend([PANE_WIDTH.to_string(), "-y".into(), PANE_HEIGHT.to_string(), "sh".into(), "-c".into(), script]);
         args.extend(command.iter().cloned());
         let output = tmux.run(&args);
         assert!(output.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -55,9 +65,10 @@ impl Tmux {
         assert!(output.status.success(), "tmux send-keys {key}: {}", String::from_utf8_lossy(&output.stderr));
     }
 
-    /// `#{pane_dead} #{pane_dead_status}`: `1 0` once the command exited with status 0.
-    fn pane_state(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["display-message", "-p", "-t", &self.session, "#{pane_dead} #{pane_dead_status}"]).stdout).trim().to_string()
+    /// The dashboard's exit status once the wrapper has written all of it.
+    fn exit_status(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.exit_file).ok()?;
+        text.ends_with('\n').then(|| text.trim().to_string())
     }
 
     /// Polls the screen until `condition` holds; on timeout fails with the last screen.
@@ -71,18 +82,19 @@ impl Tmux {
             if Instant::now() > deadline {
                 panic!("timed out after {SCREEN_TIMEOUT:?} waiting for {what}; screen:\n{screen}\nserver log:\n{}", server.log_text());
             }
+            assert_eq!(self.exit_status(), None, "callmgr tui exited while waiting for {what}; screen:\n{screen}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Presses `q` and waits for the dashboard to exit; returns the screen it left behind.
+    /// Presses `q`, waits for the dashboard to exit with status 0, and returns the screen it
+    /// left behind.
     fn quit(&self, server: &Server) -> String {
         self.send_key("q");
         let deadline = Instant::now() + SCREEN_TIMEOUT;
         loop {
-            let state = self.pane_state();
-            if state.starts_with('1') {
-                assert_eq!(state, "1 0", "callmgr tui exits with status 0 after q; screen:\n{}", self.screen());
+            if let Some(status) = self.exit_status() {
+                assert_eq!(status, "0", "callmgr tui exits with status 0 after q; screen:\n{}", self.screen());
                 return self.screen();
             }
             assert!(
@@ -122,6 +134,7 @@ fn gauge(used: u32, max: u32) -> String {
 
 #[test]
 fn dashboard_shows_the_live_campaign_pauses_and_resumes_it_and_quits() {
+    require_tmux();
     let server = Server::start(Options::default());
     let campaign = server.create_campaign(json!({"name": "Tmux dashboard check"}));
     // The mock provider answers after an hour, so this call holds one slot for the whole test.
@@ -155,6 +168,7 @@ fn dashboard_shows_the_live_campaign_pauses_and_resumes_it_and_quits() {
 
 #[test]
 fn dashboard_shows_disconnected_while_the_service_is_down_and_reconnects() {
+    require_tmux();
     let mut server = Server::start(Options::default());
     server.create_campaign(json!({"name": "Survives restarts"}));
     let tmux = Tmux::start("restart", server.dir.path(), &tui_command(&server));
