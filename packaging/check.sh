@@ -110,11 +110,12 @@ for expected in /etc/callmgr/callmgr.yaml /etc/callmgr/retry_config.yaml; do
 done
 contents=$(dpkg-deb --contents "$deb")
 echo "$contents"
-for expected in "-rwxr-xr-x root/root .* ./usr/bin/callmgr$" \
-    "-rw-r--r-- root/root .* ./lib/systemd/system/callmgr.service$" \
-    "-rw-r----- root/root .* ./etc/callmgr/callmgr.yaml$" \
-    "-rw-r----- root/root .* ./etc/callmgr/retry_config.yaml$"; do
-    grep -q -- "$expected" <<<"$contents" || fail "dpkg-deb --contents lacks $expected"
+# Owner root, shown as 0/0 or root/root.
+for expected in "-rwxr-xr-x (0/0|root/root) .* ./usr/bin/callmgr$" \
+    "-rw-r--r-- (0/0|root/root) .* ./lib/systemd/system/callmgr.service$" \
+    "-rw-r----- (0/0|root/root) .* ./etc/callmgr/callmgr.yaml$" \
+    "-rw-r----- (0/0|root/root) .* ./etc/callmgr/retry_config.yaml$"; do
+    grep -Eq -- "$expected" <<<"$contents" || fail "dpkg-deb --contents lacks $expected"
 done
 for script in postinst prerm postrm; do
     dpkg-deb --info "$deb" "$script" | cmp -s - "packaging/debian/$script" || fail "the .deb's $script differs from packaging/debian/$script"

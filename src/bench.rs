@@ -106,23 +106,31 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes a bench config and starts `serve` on it.
-fn start_server(dir: &TempDir, provider_url: &str, max_concurrent_calls: u32, workers: usize, env: &[(String, String)]) -> Result<Spawned, String> {
+/// Writes a config (and its retry file) in `dir` with the bench's token, a temporary data dir,
+/// warn-level logs and these extra top-level keys; returns the config's path.
+fn write_config(dir: &TempDir, keys: &str) -> Result<String, String> {
     let retry = dir.0.join("retry.yaml");
     std::fs::write(&retry, "defaults: {max_attempts: 3, retry_interval_minutes: 60}\n").map_err(|e| e.to_string())?;
     let config = dir.0.join("callmgr.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nmax_concurrent_calls: {max_concurrent_calls}\nmax_calls_per_second: 1000000\n\
-             duplicate_window: 0s\ncallback_timeout: 10m\nprovider: {{url: \"{provider_url}\", timeout: 10s}}\nworkers: {workers}\n\
-             retry_config: {}\nlimits: {{writer_inbox_max: 65536}}\nlog: {{level: warn}}\n",
-            dir.0.join("data").display(),
-            retry.display()
+    let text = format!(
+        "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nretry_config: {}\nlog: {{level: warn}}\n{keys}",
+        dir.0.join("data").display(),
+        retry.display()
+    );
+    std::fs::write(&config, text).map_err(|e| e.to_string())?;
+    Ok(config.to_str().expect("utf-8 temp path").to_string())
+}
+
+/// Writes a bench config and starts `serve` on it.
+fn start_server(dir: &TempDir, provider_url: &str, max_concurrent_calls: u32, workers: usize, env: &[(String, String)]) -> Result<Spawned, String> {
+    let config = write_config(
+        dir,
+        &format!(
+            "max_concurrent_calls: {max_concurrent_calls}\nmax_calls_per_second: 1000000\nduplicate_window: 0s\ncallback_timeout: 10m\n\
+             provider: {{url: \"{provider_url}\", timeout: 10s}}\nworkers: {workers}\nlimits: {{writer_inbox_max: 65536}}\n"
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    spawn(&["serve", "--config", config.to_str().expect("utf-8 temp path")], env)
+    )?;
+    spawn(&["serve", "--config", &config], env)
 }
 
 fn new_agent() -> ureq::Agent {
@@ -418,21 +426,7 @@ pub fn boot(args: &BootArgs) -> Result<String, String> {
     }
     let written = written.elapsed();
     let file_mib = std::fs::metadata(data.join("callmgr.redb")).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
-    let retry = dir.0.join("retry.yaml");
-    std::fs::write(&retry, "defaults: {max_attempts: 3, retry_interval_minutes: 60}\n").map_err(|e| e.to_string())?;
-    let config = dir.0.join("callmgr.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nprovider: {{url: \"http://127.0.0.1:9/unused\"}}\nretry_config: {}\n\
-             storage: {{quick_repair: {}}}\nlog: {{level: warn}}\n",
-            data.display(),
-            retry.display(),
-            args.quick_repair
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let config = config.to_str().expect("utf-8 temp path").to_string();
+    let config = write_config(&dir, &format!("provider: {{url: \"http://127.0.0.1:9/unused\"}}\nstorage: {{quick_repair: {}}}\n", args.quick_repair))?;
     let mut lines = vec![format!(
         "boot with {} RETRYING calls (store {file_mib:.0} MiB, written in {:.1} s; quick_repair {}):",
         args.retrying,

@@ -228,7 +228,9 @@ async fn dial(State(mock): State<MockProvider>, headers: axum::http::HeaderMap, 
         }
         let span = (shared.settings.delay.max - shared.settings.delay.min).as_millis() as u64;
         let delay = shared.settings.delay.min + Duration::from_millis(dice.below(span + 1));
-        let duration = if outcome == Outcome::Picked { 5 + dice.below(116) } else { 0 };
+        // The conversation fits inside the ring-and-talk delay: a picked call talked for most of it.
+        let delay_seconds = delay.as_secs();
+        let duration = if outcome == Outcome::Picked { delay_seconds - dice.below(delay_seconds / 4 + 1) } else { 0 };
         (outcome, delay, duration)
     };
     let body = json!({

@@ -553,7 +553,7 @@ impl Writer {
         let change = t.put_call(Some(old), &mut call)?;
         self.note_change(change, out);
         if old.status != call.status {
-            tracing::debug!(call_id = %call.call_id, from = old.status.as_str(), to = call.status.as_str(), attempt = call.attempt_count, "call changed state");
+            tracing::debug!(call_id = %call.call_id, from = %old.status.as_str(), to = %call.status.as_str(), attempt = call.attempt_count, "call changed state");
         }
         Ok(call)
     }
@@ -656,7 +656,7 @@ impl Writer {
             campaign.status = target;
             campaign.updated_at = now;
             self.put_campaign(t, &campaign, out)?;
-            tracing::info!(campaign_id = id, status = target.as_str(), "campaign changed");
+            tracing::info!(campaign_id = id, status = %target.as_str(), "campaign changed");
             if target == CampaignStatus::Stopped {
                 self.jobs.push_back(LongJob::CancelSweep { campaign_id: id, after: None });
             }
@@ -776,8 +776,8 @@ impl Writer {
                     tracing::info!(
                         call_id = %call.call_id,
                         attempt = applied.attempt,
-                        outcome = applied.outcome.as_str(),
-                        status = applied.resulting_status.as_str(),
+                        outcome = %applied.outcome.as_str(),
+                        status = %applied.resulting_status.as_str(),
                         "callback applied"
                     );
                 }

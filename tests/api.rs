@@ -163,6 +163,10 @@ fn phone_numbers_are_normalised_with_per_item_errors_and_duplicates() {
     assert_eq!(page2["results"][0]["phone_number"], "+442079460958");
     assert_eq!(page2["results"][0]["timezone"], "Europe/London");
     assert_eq!(server.get(&format!("/api/v1/campaigns/{id}/"))["stats"]["phone_count"], 2);
+    let one = server.get(&format!("/api/v1/campaigns/{id}/phone-numbers/?phone_number=%2B44%2020%207946%200958"));
+    assert_eq!(one["results"].as_array().unwrap().len(), 1);
+    assert_eq!(one["results"][0]["timezone"], "Europe/London");
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{id}/phone-numbers/?phone_number=%2B19998887777"))["results"], json!([]));
 
     assert_error(server.post("/api/v1/phone-numbers/", json!({"campaign_id": 999, "phone_numbers": ["+14155550101"]})), 404, "not_found", None);
     assert_error(server.post("/api/v1/phone-numbers/", json!({"campaign_id": id, "phone_numbers": "+14155550101"})), 400, "bad_request", Some("phone_numbers"));

@@ -39,6 +39,15 @@ pub struct TuiArgs {
     pub interval: Duration,
 }
 
+/// `--interval`: a duration with a unit (`500ms`, `2s`), at least `INTERVAL_MIN`.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < INTERVAL_MIN {
+        return Err(format!("must be at least {}", humantime::format_duration(INTERVAL_MIN)));
+    }
+    Ok(interval)
+}
+
 /// What a key asks the run loop to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Intent {
@@ -90,6 +99,7 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!("callmgr tui needs an interactive terminal (stdin and stdout must be a tty)");
     }
+    // The CLI checks this already; a library caller gets the same answer.
     if args.interval < INTERVAL_MIN {
         anyhow::bail!("--interval must be at least {}", humantime::format_duration(INTERVAL_MIN));
     }
@@ -184,6 +194,14 @@ mod tests {
             fetched_at: "12:00:00Z".into(),
         })));
         model
+    }
+
+    #[test]
+    fn intervals_need_a_unit_and_a_floor() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_interval("10ms").unwrap_err().contains("at least 100ms"));
+        assert!(parse_interval("soon").is_err());
     }
 
     #[test]
