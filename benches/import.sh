@@ -47,9 +47,11 @@ for _ in $(seq 1 100); do
 done
 campaign=$(curl -fsS -H "X-Auth-Token: $token" -H 'Content-Type: application/json' -d '{"name":"import bench"}' "http://127.0.0.1:$port/api/v1/campaigns/" | sed -E 's/.*"id":([0-9]+).*/\1/')
 
+server_cpu_before=$(ps -o times= -p "$server_pid")
 start=$(date +%s%N)
-"$bin" import "$work/numbers.csv" --campaign "$campaign" --url "http://127.0.0.1:$port" --token "$token" "$@"
+TIMEFORMAT="import process: %R s wall, %U s user, %S s sys"
+time "$bin" import "$work/numbers.csv" --campaign "$campaign" --url "http://127.0.0.1:$port" --token "$token" "$@"
 end=$(date +%s%N)
 ms=$(( (end - start) / 1000000 ))
 echo "import wall time: $((ms / 1000)).$(printf %03d $((ms % 1000))) s for $rows rows"
-echo "server: $(ps -o rss= -p "$server_pid") KiB RSS; store $(du -sh "$work/data" | cut -f1)"
+echo "server: $(( $(ps -o times= -p "$server_pid") - server_cpu_before )) s CPU during the import, $(ps -o rss= -p "$server_pid") KiB RSS; store $(du -sh "$work/data" | cut -f1)"

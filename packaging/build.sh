@@ -6,7 +6,8 @@
 # Static means glibc's own static libc (`-C target-feature=+crt-static`) on the gnu target: there
 # is no musl target on the build machine. `--target` is required: it keeps RUSTFLAGS off build
 # scripts and proc macros, which must stay dynamic. The profile is [profile.release] in
-# Cargo.toml (thin LTO, panic = abort, debug info stripped).
+# Cargo.toml (fat LTO, one codegen unit, panic = abort, debug info stripped): about 7 min from
+# scratch on 2 cores, 3 min after a change to src/.
 #
 # Name resolution in this binary: glibc's `files` and `dns` NSS sources are built into the
 # static libc (glibc >= 2.34), so /etc/hosts, DNS and IP literals work. Any other `hosts:` source

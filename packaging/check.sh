@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The appliance check (issue 6), too slow for `cargo test` (a static LTO build takes ~10 min on
-# 2 cores), so `.ci/run` calls it after the tests:
+# The appliance check (issue 6), too slow for `cargo test` (the static LTO build alone takes ~7 min
+# on 2 cores from scratch), so `.ci/run` calls it after the tests:
 #
 #   1. packaging/build.sh: the static release binary (`file`/`ldd`: no dynamic dependencies);
 #   2. `cargo deb`: the .deb, and what `dpkg-deb --info/--contents` show (files, conffiles,
 #      maintainer scripts, and the static binary inside);
 #   3. name resolution in the static binary: `serve` dials a provider named `localhost`
-#      (resolved through /etc/hosts) and the dial arrives;
+#      (resolved through /etc/hosts) and the dial arrives; every syscall that run and
+#      `check-config` made (strace) is allowed by the unit's SystemCallFilter=;
 #   4. `dpkg -i` here: the system user, the data directory, config permissions, the service NOT
 #      started; the installed binary's `check-config` (exit 2 naming `tokens`, then exit 0 with
 #      VALID_TOKENS and EXTERNAL_SERVICE_URL); `serve` as the callmgr user creates callmgr.redb
 #      and stops cleanly on SIGTERM; a reinstall (the upgrade path) keeps everything;
 #   5. `dpkg -r`, then `dpkg --purge`: binary and unit gone, then config, data and user gone.
 #
-# Needs root and: dpkg, file, curl, util-linux (setpriv), adduser; installs cargo-deb with
+# Needs root and: dpkg, file, curl, util-linux (setpriv), adduser, systemd (systemctl,
+# systemd-analyze), strace, procps (pgrep); installs cargo-deb with
 # `cargo install` if missing. Honours CARGO_TARGET_DIR. Refuses to run if a callmgr package or
 # user already exists (it would purge them).
 set -euo pipefail
@@ -33,8 +35,8 @@ fail() {
 }
 
 [ "$(id -u)" = 0 ] || fail "run as root (dpkg -i, a system user)"
-for tool in dpkg dpkg-deb file ldd curl setpriv getent adduser systemctl; do
-    command -v "$tool" >/dev/null || fail "missing \`$tool\`: apt-get install -y dpkg file curl util-linux adduser libc-bin systemd"
+for tool in dpkg dpkg-deb file ldd curl setpriv getent adduser systemctl systemd-analyze strace pgrep; do
+    command -v "$tool" >/dev/null || fail "missing \`$tool\`: apt-get install -y dpkg file curl util-linux adduser libc-bin systemd strace procps"
 done
 if dpkg-query -W -f='${Status}' callmgr 2>/dev/null | grep -q 'install\|config-files'; then
     fail "a callmgr package is installed; this check installs and purges its own: dpkg --purge callmgr first"
@@ -144,8 +146,9 @@ provider: {url: "http://localhost:$mock_port/api/initiate-call", timeout: 5s, ma
 retry_config: $work/retry.yaml
 limits: {shutdown_timeout: 3s}
 EOF
-"$binary" serve --config "$work/dns.yaml" >"$work/dns.log" 2>&1 &
-serve_pid=$!
+# Under strace, for the syscall check below; the service is strace's child.
+strace -f -qq -o "$work/serve.trace" "$binary" serve --config "$work/dns.yaml" >"$work/dns.log" 2>&1 &
+strace_pid=$!
 wait_for "$work/dns.log" "callmgr listening on"
 address=$(address_in "$work/dns.log")
 campaign_id=$(api POST "$address" /api/v1/campaigns '{"name":"dns check"}' | grep -o '"id":[0-9]*' | head -n1 | cut -d: -f2)
@@ -161,9 +164,35 @@ done
 grep -q '"external_call_id":"mock-' <<<"$call" || fail "the dial to localhost:$mock_port never arrived: $call
 $(cat "$work/dns.log")"
 echo "check.sh: dialled http://localhost:$mock_port from the static binary: $call"
+serve_pid=$(pgrep -P "$strace_pid")
 kill -TERM "$serve_pid" "$mock_pid"
-wait_exit "$serve_pid" || fail "serve exited with $? after SIGTERM"
+wait_exit "$strace_pid" || fail "serve exited with $? after SIGTERM"
 wait_exit "$mock_pid" || fail "mock-provider exited with $? after SIGTERM"
+
+step "3b. every syscall serve and check-config made is allowed by the unit's SystemCallFilter="
+# expand GROUP: the syscalls of a systemd-analyze syscall-filter group, nested groups expanded.
+expand() {
+    local item
+    systemd-analyze syscall-filter "$1" | tail -n +2 | sed 's/^ *//' | grep -v '^#' | grep -v '^$' |
+        while read -r item; do
+            case "$item" in
+                @*) expand "$item" ;;
+                *) echo "$item" ;;
+            esac
+        done
+}
+strace -f -qq -o "$work/check.trace" "$binary" check-config --config "$work/dns.yaml" >/dev/null
+# The unit: SystemCallFilter=@system-service, then SystemCallFilter=~@privileged @resources.
+grep -q '^SystemCallFilter=@system-service$' systemd/callmgr.service &&
+    grep -q '^SystemCallFilter=~@privileged @resources$' systemd/callmgr.service || fail "the unit's SystemCallFilter changed: update this check"
+expand @system-service | sort -u >"$work/allowed"
+{ expand @privileged; expand @resources; } | sort -u >"$work/denied"
+cat "$work/serve.trace" "$work/check.trace" | grep -oE '^[0-9]+ +[a-z0-9_]+\(' | sed -E 's/^[0-9]+ +//; s/\($//' | sort -u >"$work/used"
+# execve is strace starting the program (systemd execs before the filter applies).
+blocked=$(comm -23 "$work/used" "$work/allowed" | grep -vx execve || true)
+blocked="$blocked $(comm -12 "$work/used" "$work/denied" | tr '\n' ' ')"
+[ -z "${blocked// /}" ] || fail "syscalls the unit's filter would refuse (EPERM): $blocked"
+echo "check.sh: $(wc -l <"$work/used") distinct syscalls, all allowed: $(tr '\n' ' ' <"$work/used")"
 
 step "4. dpkg -i"
 installed=yes

@@ -86,8 +86,14 @@ fn spawn(args: &[&str], env: &[(String, String)]) -> Result<Spawned, String> {
             }
         }
     });
-    let address = rx.recv_timeout(Duration::from_secs(120)).map_err(|_| format!("{args:?} did not start listening"))?;
-    Ok(Spawned { child, address })
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(address) => Ok(Spawned { child, address }),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("{args:?} did not start listening"))
+        }
+    }
 }
 
 struct TempDir(PathBuf);
@@ -113,7 +119,7 @@ fn write_config(dir: &TempDir, keys: &str) -> Result<String, String> {
     std::fs::write(&retry, "defaults: {max_attempts: 3, retry_interval_minutes: 60}\n").map_err(|e| e.to_string())?;
     let config = dir.0.join("callmgr.yaml");
     let text = format!(
-        "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nretry_config: {}\nlog: {{level: warn}}\n{keys}",
+        "listen: 127.0.0.1:0\ndata_dir: {}\ntokens: [{BENCH_TOKEN}]\nretry_config: {}\nlog: {{level: \"warn,callmgr::service=info\"}}\n{keys}",
         dir.0.join("data").display(),
         retry.display()
     );

@@ -3,8 +3,8 @@
 //! It is a client of the HTTP API only: it never opens the store, and it holds at most a bounded
 //! window of batches in memory, whatever the size of the file.
 //!
-//! Data flow: a reader thread parses the file into batches (rows that cannot be numbers are
-//! rejected here already) → a few sender threads post them concurrently → the calling thread
+//! Data flow: a reader thread parses the file into encoded batches (rows that cannot be numbers
+//! are rejected here already) → a sender thread posts them in order → the calling thread
 //! takes the answers back in file order, maps each per-item error to its CSV line, writes the
 //! rejects file, and draws the progress.
 
@@ -25,11 +25,19 @@ pub const BATCH_DEFAULT: usize = 1000;
 /// The largest `--batch`: the service's default `limits.batch_max`. A service configured lower
 /// answers 413, reported as a usage error that names the limit.
 pub const BATCH_MAX: usize = 10_000;
-/// Batches being sent at once. More than one lets the service's group commit put several batches
-/// into one transaction, which is where import throughput comes from.
-const BATCHES_IN_FLIGHT_MAX: usize = 4;
-/// Sends of one batch before giving up (503 and transport failures are retried).
-const SEND_ATTEMPTS_MAX: u32 = 10;
+/// Batches being sent at once. One, so that batches reach the service in file order and the first
+/// row of a repeated number is the one kept (with its timezone). Reading and encoding the next
+/// batch overlap with sending this one. Measured on 1M rows (benches/import.sh, 2 cores): about
+/// 5 s with one in flight; four in flight saved about 1 s, not worth giving that order up for.
+const BATCHES_IN_FLIGHT_MAX: usize = 1;
+/// Batches read and encoded ahead of the one being sent.
+const BATCHES_READ_AHEAD_MAX: usize = 2;
+/// Sends of one batch before giving up while the service answers 502/503/504 (busy: it says so,
+/// with `Retry-After`, and recovers), about two minutes of waiting at most.
+const SEND_ATTEMPTS_BUSY_MAX: u32 = 10;
+/// Sends of one batch before giving up while the service cannot be reached: about 4 s of
+/// waiting, enough for a restart's blip, short enough to tell an operator soon.
+const SEND_ATTEMPTS_UNREACHABLE_MAX: u32 = 5;
 /// The longest wait between two sends of a batch, whatever `Retry-After` says.
 const RETRY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// The first wait after a transport failure or a 503 without `Retry-After`; doubled each time.
@@ -129,7 +137,7 @@ pub enum ImportError {
     Rejected(ImportSummary),
     /// A failure after some batches were loaded; the file can be imported again as it is, since
     /// rows already loaded come back as already present.
-    #[error("{cause}; stopped after {rows_done} rows, all rows up to line {line_done} were handled; importing the same file again is safe")]
+    #[error("{cause}; stopped after {rows_done} row(s), through line {line_done}, were handled; importing the same file again is safe")]
     Stopped { rows_done: u64, line_done: u64, cause: Box<ImportError> },
 }
 
@@ -328,6 +336,8 @@ struct Reject {
 struct Batch {
     seq: u64,
     rows: Vec<Row>,
+    /// The request body for `rows`; empty when there are none.
+    body: String,
     rejects: Vec<Reject>,
     /// Data rows read into this batch (sent plus rejected).
     row_count: u64,
@@ -367,14 +377,14 @@ fn pipeline<R: io::Read + Send>(
     mut on_done: impl FnMut(BatchDone) -> Result<(), ImportError>,
 ) -> Result<(), ImportError> {
     let stop = AtomicBool::new(false);
-    let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Batch>(BATCHES_IN_FLIGHT_MAX);
+    let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Batch>(BATCHES_READ_AHEAD_MAX);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Result<BatchDone, ImportError>)>(BATCHES_IN_FLIGHT_MAX * 2);
     std::thread::scope(|scope| {
         let stop = &stop;
         let done_for_reader = done_tx.clone();
         std::thread::Builder::new()
             .name("import-reader".into())
-            .spawn_scoped(scope, move || read_batches(path, reader, layout, first_row, batch_rows, stop, batch_tx, done_for_reader))
+            .spawn_scoped(scope, move || read_batches(path, api.campaign, reader, layout, first_row, batch_rows, stop, batch_tx, done_for_reader))
             .expect("the reader thread starts");
         for n in 0..BATCHES_IN_FLIGHT_MAX {
             let (batch_rx, done_tx) = (batch_rx.clone(), done_tx.clone());
@@ -386,7 +396,13 @@ fn pipeline<R: io::Read + Send>(
                             break;
                         }
                         let seq = batch.seq;
-                        if done_tx.send((seq, api.send(batch, stop))).is_err() {
+                        let outcome = api.send(batch, stop);
+                        // After a failure nothing more is sent: the import stops at that batch.
+                        let failed = outcome.is_err();
+                        if failed {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        if done_tx.send((seq, outcome)).is_err() || failed {
                             break;
                         }
                     }
@@ -419,9 +435,13 @@ fn deliver_in_order(
             next += 1;
         }
     }
-    // Every batch was answered, or a thread stopped early with an error already delivered above.
-    assert!(waiting.is_empty(), "batch {next} was never answered");
-    Ok(())
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    // A sender that saw another one's failure stops without sending its batch, which leaves a gap
+    // before that failure: report the failure. Any other gap is a bug.
+    let left = waiting.len();
+    Err(waiting.into_values().find_map(Result::err).unwrap_or_else(|| panic!("batch {next} was never answered ({left} after it were)")))
 }
 
 /// The reader thread: turns records into batches. A read error is delivered as the outcome of the
@@ -429,6 +449,7 @@ fn deliver_in_order(
 #[allow(clippy::too_many_arguments)]
 fn read_batches<R: io::Read>(
     path: &Path,
+    campaign: u64,
     mut reader: csv::Reader<R>,
     layout: Layout,
     first_row: Option<csv::ByteRecord>,
@@ -437,7 +458,8 @@ fn read_batches<R: io::Read>(
     batch_tx: Sender<Batch>,
     done_tx: Sender<(u64, Result<BatchDone, ImportError>)>,
 ) {
-    let new_batch = |seq| Batch { seq, rows: Vec::with_capacity(batch_rows), rejects: Vec::new(), row_count: 0, last_line: 0, end_byte: 0 };
+    let new_batch =
+        |seq| Batch { seq, rows: Vec::with_capacity(batch_rows), body: String::new(), rejects: Vec::new(), row_count: 0, last_line: 0, end_byte: 0 };
     let mut batch = new_batch(0);
     let mut pending = first_row.is_some();
     let mut record = first_row.unwrap_or_default();
@@ -463,12 +485,14 @@ fn read_batches<R: io::Read>(
         }
         if batch.rows.len() == batch_rows {
             let seq = batch.seq;
+            batch.body = encode(campaign, &batch.rows);
             if stop.load(Ordering::Relaxed) || batch_tx.send(std::mem::replace(&mut batch, new_batch(seq + 1))).is_err() {
                 return;
             }
         }
     }
     if batch.row_count > 0 {
+        batch.body = if batch.rows.is_empty() { String::new() } else { encode(campaign, &batch.rows) };
         let _ = batch_tx.send(batch);
     }
 }
@@ -505,6 +529,21 @@ struct NumbersBody<'a> {
 enum NumberItem<'a> {
     Plain(&'a str),
     WithTimezone { phone_number: &'a str, timezone: &'a str },
+}
+
+/// The `phone-numbers/` request body for `rows`: normalised numbers, with their timezone if any.
+fn encode(campaign: u64, rows: &[Row]) -> String {
+    let body = NumbersBody {
+        campaign_id: campaign,
+        phone_numbers: rows
+            .iter()
+            .map(|r| match &r.timezone {
+                Some(timezone) => NumberItem::WithTimezone { phone_number: &r.e164, timezone },
+                None => NumberItem::Plain(&r.e164),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&body).expect("a list of strings serialises")
 }
 
 #[derive(Deserialize)]
@@ -551,10 +590,10 @@ impl Api {
         ImportError::Unreachable { url: self.base.clone(), reason: error.to_string() }
     }
 
-    fn request(&self, method: &str, path: &str, body: Option<String>) -> Result<Answer, ureq::Error> {
+    fn request(&self, method: &str, path: &str, body: &str) -> Result<Answer, ureq::Error> {
         let url = format!("{}{path}", self.base);
         let builder = ureq::http::Request::builder().method(method).uri(url).header("X-Auth-Token", &self.token).header("Content-Type", "application/json");
-        let request = builder.body(body.unwrap_or_default())?;
+        let request = builder.body(body)?;
         let mut response = self.agent.run(request)?;
         let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
         let body = response.body_mut().with_config().limit(ANSWER_BODY_MAX_BYTES).read_to_string()?;
@@ -573,7 +612,7 @@ impl Api {
 
     /// Fails early, before reading the file, if the campaign, the token or the service is wrong.
     fn check_campaign(&self) -> Result<(), ImportError> {
-        let answer = self.request("GET", &format!("/api/v1/campaigns/{}/", self.campaign), None).map_err(|e| self.unreachable(e))?;
+        let answer = self.request("GET", &format!("/api/v1/campaigns/{}/", self.campaign), "").map_err(|e| self.unreachable(e))?;
         if answer.status == 200 { Ok(()) } else { Err(self.failure(&answer)) }
     }
 
@@ -581,20 +620,9 @@ impl Api {
     /// maps the per-item errors back to CSV lines. A resend after a lost answer is harmless: the
     /// numbers the lost attempt added come back as already present.
     fn send(&self, batch: Batch, stop: &AtomicBool) -> Result<BatchDone, ImportError> {
-        let Batch { rows, mut rejects, row_count, last_line, end_byte, .. } = batch;
+        let Batch { rows, body, mut rejects, row_count, last_line, end_byte, .. } = batch;
         let mut done = BatchDone { rows: row_count, added: 0, already_present: 0, rejects: Vec::new(), last_line, end_byte };
         if !rows.is_empty() {
-            let body = NumbersBody {
-                campaign_id: self.campaign,
-                phone_numbers: rows
-                    .iter()
-                    .map(|r| match &r.timezone {
-                        Some(timezone) => NumberItem::WithTimezone { phone_number: &r.e164, timezone },
-                        None => NumberItem::Plain(&r.e164),
-                    })
-                    .collect(),
-            };
-            let body = serde_json::to_string(&body).expect("a list of strings serialises");
             let answer = self.send_with_retries(&body, stop)?;
             let parsed: NumbersAnswer = serde_json::from_str(&answer.body)
                 .map_err(|e| ImportError::Service { status: answer.status, message: format!("unexpected answer to phone-numbers/ ({e})") })?;
@@ -617,17 +645,17 @@ impl Api {
         let mut wait = RETRY_WAIT_FIRST;
         let mut attempt = 1;
         loop {
-            let error = match self.request("POST", "/api/v1/phone-numbers/", Some(body.to_string())) {
+            let (error, attempts_max) = match self.request("POST", "/api/v1/phone-numbers/", body) {
                 Ok(answer) if answer.status == 201 => return Ok(answer),
                 Ok(answer) if matches!(answer.status, 502..=504) => {
                     let wanted = answer.retry_after.map(Duration::from_secs).unwrap_or(wait);
                     wait = wanted.max(wait);
-                    self.failure(&answer)
+                    (self.failure(&answer), SEND_ATTEMPTS_BUSY_MAX)
                 }
                 Ok(answer) => return Err(self.failure(&answer)),
-                Err(e) => self.unreachable(e),
+                Err(e) => (self.unreachable(e), SEND_ATTEMPTS_UNREACHABLE_MAX),
             };
-            if attempt >= SEND_ATTEMPTS_MAX || stop.load(Ordering::Relaxed) {
+            if attempt >= attempts_max || stop.load(Ordering::Relaxed) {
                 return Err(error);
             }
             std::thread::sleep(wait.min(RETRY_WAIT_MAX));

@@ -39,6 +39,10 @@ pub enum CommandError {
 
 pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
+/// The longest the writer waits to fill a batch when the previous one showed concurrent load
+/// (a fraction of one fsync, which costs milliseconds here).
+const WRITER_LINGER_MAX: Duration = Duration::from_micros(500);
+
 #[derive(Clone, Debug)]
 pub struct NewCampaign {
     pub name: String,
@@ -305,6 +309,7 @@ impl Writer {
     }
 
     fn run(mut self, inbox: Receiver<Command>) {
+        let mut last_batch_len = 0usize;
         loop {
             let mut batch = Vec::new();
             if self.jobs.is_empty() {
@@ -319,6 +324,19 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Group commit: under concurrent load, the first request after a commit would otherwise
+            // get an fsync of its own while the rest arrive behind it. When the last batch showed
+            // concurrency, wait briefly for about as many commands again; alone, commit at once.
+            if last_batch_len > 1 && batch.len() < last_batch_len.min(self.settings.batch_max) {
+                let deadline = std::time::Instant::now() + WRITER_LINGER_MAX;
+                while batch.len() < last_batch_len.min(self.settings.batch_max) {
+                    match inbox.recv_deadline(deadline) {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+            }
+            last_batch_len = batch.len();
             if let Err(error) = self.run_batch(batch) {
                 // Fail-stop: after an I/O error the file's state is unknown; the next boot recovers
                 // from the last commit. Nothing of this batch was acknowledged.

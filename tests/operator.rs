@@ -236,6 +236,73 @@ fn import_of_clean_headerless_and_named_column_files_exits_0() {
     assert!(timezone_of("+14155550103").is_null());
 }
 
+/// A stand-in for the service: the campaign exists, and `phone-numbers/` answers from a script
+/// (status, `Retry-After`), each 201 counting every item as created. Records when posts came.
+struct ScriptedService {
+    addr: std::net::SocketAddr,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ScriptedService {
+    fn start(script: Vec<(u16, Option<u64>)>) -> ScriptedService {
+        use axum::routing::{get, post};
+        let posts: std::sync::Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+        let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorded = posts.clone();
+        let numbers = move |body: axum::body::Bytes| {
+            let (recorded, script) = (recorded.clone(), script.clone());
+            async move {
+                recorded.lock().unwrap().push(Instant::now());
+                let (status, retry_after) = script.lock().unwrap().pop_front().expect("a scripted answer for every post");
+                let items = serde_json::from_slice::<Value>(&body).unwrap()["phone_numbers"].as_array().unwrap().len();
+                let body = match status {
+                    201 => json!({"campaign_id": 1, "created_count": items, "duplicate_count": 0, "created_numbers": [], "errors": []}),
+                    _ => json!({"error": {"code": "scripted", "message": format!("scripted {status}"), "details": {}}}),
+                };
+                let mut response = axum::response::IntoResponse::into_response((axum::http::StatusCode::from_u16(status).unwrap(), body.to_string()));
+                if let Some(seconds) = retry_after {
+                    response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+                }
+                response
+            }
+        };
+        let app =
+            axum::Router::new().route("/api/v1/campaigns/{id}/", get(|| async { json!({"id": 1}).to_string() })).route("/api/v1/phone-numbers/", post(numbers));
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        ScriptedService { addr, posts, runtime: Some(runtime) }
+    }
+}
+
+impl Drop for ScriptedService {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn import_waits_out_a_busy_service_and_says_where_a_failure_stopped_it() {
+    // Batch 1: 503 with Retry-After: 1, then accepted. Batch 2: a 500, which is not retried.
+    let service = ScriptedService::start(vec![(503, Some(1)), (201, None), (500, None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "three.csv", "phone\n+14155550101\n+14155550102\n+14155550103\n");
+    let run = import(&[file.to_str().unwrap(), "--campaign", "1", "--batch", "1", "--url", &format!("http://{}", service.addr), "--token", TOKEN]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("the service answered 500: scripted 500; stopped after 1 row(s), through line 2, were handled; importing the same file again is safe"),
+        "{run:#?}"
+    );
+    let posts = service.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 3, "the 503 was retried, the 500 was not, the third batch never sent");
+    assert!(posts[1] - posts[0] >= Duration::from_secs(1), "Retry-After is honoured: {:?}", posts[1] - posts[0]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics
 
