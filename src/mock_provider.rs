@@ -19,8 +19,9 @@ use serde_json::json;
 
 use crate::model::Outcome;
 
-/// Threads sending callbacks.
-const CALLBACK_SENDERS: usize = 4;
+/// Threads sending callbacks. Each waits for callmgr's commit (an fsync) before its next
+/// callback, so enough of them must be in flight to fill callmgr's group commits.
+const CALLBACK_SENDERS: usize = 32;
 /// Sends of one callback before it is given up.
 const CALLBACK_SEND_ATTEMPTS: u32 = 5;
 /// Calls the mock holds at once before it answers 503 (protects a misconfigured test).
