@@ -7,7 +7,7 @@ use std::path::Path;
 use callmgr::config::StorageConfig;
 use callmgr::machine::new_call;
 use callmgr::model::{Call, CallId, Campaign, CampaignStatus, DeadLetter, NumberEntry, Outcome, Status};
-use callmgr::store::{CallFilter, Placement, Store, WriteTables};
+use callmgr::store::{CallFilter, Store, WriteTables};
 
 const T0: i64 = 1_780_000_000_000;
 
@@ -84,7 +84,6 @@ fn a_format_1_store_opens_and_reads_back() {
     let recovered = reader.recover().unwrap();
     assert_eq!(recovered.ready, vec![(1, CallId(1 << 64), 1)]);
     assert_eq!(recovered.retrying, vec![(T0 + 3_600_000, CallId((1 << 64) + 1), 1)]);
-    let _ = Placement::Nowhere;
     // And it accepts new writes in this build.
     drop(reader);
     let txn = store.begin_write().unwrap();
