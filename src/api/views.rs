@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{Call, Campaign, DeadLetter, Millis, NumberEntry, Status, rfc3339};
+use crate::model::{Call, Campaign, DeadLetter, NumberEntry, Status, rfc3339};
 
 #[derive(Serialize)]
 pub struct CallView {
@@ -236,8 +236,4 @@ pub struct CallbackBody {
     pub external_call_id: Option<serde_json::Value>,
     #[serde(default)]
     pub attempt: Option<serde_json::Value>,
-}
-
-pub fn opt_rfc3339(ms: Option<Millis>) -> Option<String> {
-    ms.map(rfc3339)
 }
