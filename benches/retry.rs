@@ -8,8 +8,8 @@
 
 use std::hint::black_box;
 
-use callmgr::model::Outcome;
-use callmgr::retry::{RetryQuery, RetryRules};
+use callmgr::core::model::Outcome;
+use callmgr::core::retry::{RetryQuery, RetryRules};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};

@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use callmgr::timer_wheel::TimerWheel;
+use callmgr::core::timer_wheel::TimerWheel;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const ENTRY_COUNT: usize = 1_000_000;

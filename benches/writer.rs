@@ -5,9 +5,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use callmgr::config::StorageConfig;
-use callmgr::machine::new_call;
-use callmgr::model::CallId;
-use callmgr::store::{Store, WriteTables};
+use callmgr::core::machine::new_call;
+use callmgr::core::model::CallId;
+use callmgr::service::store::{Store, WriteTables};
 
 fn batch_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

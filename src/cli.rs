@@ -133,7 +133,7 @@ pub struct TuiCliArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// Time between polls of the service (e.g. `500ms`, `2s`).
-    #[arg(long, default_value = "1s", value_parser = crate::tui::parse_interval)]
+    #[arg(long, default_value = "1s", value_parser = crate::tools::tui::parse_interval)]
     pub interval: std::time::Duration,
 }
 

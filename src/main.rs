@@ -7,10 +7,10 @@ use std::sync::Arc;
 use clap::Parser;
 
 use callmgr::cli::{BenchCommand, Cli, Command, ImportCliArgs, MockProviderArgs, RetryPlanCliArgs};
-use callmgr::clock::SystemClock;
 use callmgr::config::{self, Config, LogFormat};
-use callmgr::mock_provider::{self, MockProvider, MockSettings};
-use callmgr::retry::RetryRules;
+use callmgr::core::clock::SystemClock;
+use callmgr::core::retry::RetryRules;
+use callmgr::tools::mock_provider::{self, MockProvider, MockSettings};
 
 /// A failure with the exit code it maps to.
 struct Failure {
@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         Command::RetryPlan(args) => retry_plan(args),
         Command::Bench(command) => bench(command),
         Command::Tui(args) => {
-            callmgr::tui::run(callmgr::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval }).map_err(Failure::runtime)
+            callmgr::tools::tui::run(callmgr::tools::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval })
+                .map_err(Failure::runtime)
         }
         Command::Import(args) => import(args),
     };
@@ -144,13 +145,13 @@ fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
 fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
     let (_, rules) = load(&args.config.config)?;
     let at: jiff::Timestamp = args.at.parse().map_err(|e| Failure::usage(format!("--at `{}` is not an RFC 3339 instant: {e}", args.at)))?;
-    let outcome = callmgr::model::Outcome::parse(&args.status.to_ascii_uppercase())
+    let outcome = callmgr::core::model::Outcome::parse(&args.status.to_ascii_uppercase())
         .ok_or_else(|| Failure::usage(format!("--status `{}` must be PICKED, DISCONNECTED, RNR or FAILED", args.status)))?;
     if args.attempt == 0 {
         return Err(Failure::usage("--attempt starts at 1"));
     }
-    let phone_number = args.phone.as_deref().map(|p| callmgr::phone::normalize(p).map_err(|m| Failure::usage(format!("--phone: {m}")))).transpose()?;
-    let plan = callmgr::retry_plan::RetryPlanArgs {
+    let phone_number = args.phone.as_deref().map(|p| callmgr::core::phone::normalize(p).map_err(|m| Failure::usage(format!("--phone: {m}")))).transpose()?;
+    let plan = callmgr::tools::retry_plan::RetryPlanArgs {
         campaign_id: args.campaign,
         at,
         outcome,
@@ -160,7 +161,7 @@ fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
         url: args.client.url,
         token: args.client.token,
     };
-    let text = callmgr::retry_plan::run(&plan, &rules).map_err(Failure::usage)?;
+    let text = callmgr::tools::retry_plan::run(&plan, &rules).map_err(Failure::usage)?;
     print!("{text}");
     Ok(())
 }
@@ -168,7 +169,7 @@ fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
 /// `callmgr import`: the summary goes to stdout from the importer; errors map to 1 (rows
 /// rejected, service failure) or 2 (usage: file, campaign, token, service unreachable).
 fn import(args: ImportCliArgs) -> Result<(), Failure> {
-    let args = callmgr::import::ImportArgs {
+    let args = callmgr::tools::import::ImportArgs {
         file: args.file,
         campaign: args.campaign,
         column: args.column,
@@ -177,18 +178,19 @@ fn import(args: ImportCliArgs) -> Result<(), Failure> {
         url: args.client.url,
         token: args.client.token,
     };
-    callmgr::import::run(args).map(drop).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
+    callmgr::tools::import::run(args).map(drop).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
 }
 
 fn bench(command: BenchCommand) -> Result<(), Failure> {
     let duration = |text: &str| config::parse_duration(text).map_err(|e| Failure::usage(format!("--duration: {e}")));
     let report = match command {
         BenchCommand::Initiate { url, token, connections, rate, duration: d } => {
-            let args = callmgr::bench::InitiateArgs { url, token, connections: connections.max(1), rate, duration: duration(&d)?, server_env: Vec::new() };
-            callmgr::bench::initiate(&args)
+            let args =
+                callmgr::tools::bench::InitiateArgs { url, token, connections: connections.max(1), rate, duration: duration(&d)?, server_env: Vec::new() };
+            callmgr::tools::bench::initiate(&args)
         }
         BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers } => {
-            let args = callmgr::bench::EndToEndArgs {
+            let args = callmgr::tools::bench::EndToEndArgs {
                 calls,
                 connections: connections.max(1),
                 batch: batch.max(1),
@@ -197,9 +199,9 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
                 duration: d.as_deref().map(duration).transpose()?,
                 server_env: Vec::new(),
             };
-            callmgr::bench::end_to_end(&args)
+            callmgr::tools::bench::end_to_end(&args)
         }
-        BenchCommand::Boot { retrying, quick_repair } => callmgr::bench::boot(&callmgr::bench::BootArgs { retrying, quick_repair }),
+        BenchCommand::Boot { retrying, quick_repair } => callmgr::tools::bench::boot(&callmgr::tools::bench::BootArgs { retrying, quick_repair }),
     };
     println!("{}", report.map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?);
     Ok(())

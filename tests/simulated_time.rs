@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callmgr::clock::{ManualClock, SharedClock};
 use callmgr::config::StorageConfig;
-use callmgr::events::{DialJob, Event};
-use callmgr::model::{CallId, Status};
-use callmgr::retry::RetryRules;
-use callmgr::scheduler::{Scheduler, SchedulerSettings};
-use callmgr::stats::{Gauges, LiveStats};
-use callmgr::store::{Recovered, Store};
-use callmgr::writer::{self, Command, NewCampaign, WriterSettings};
+use callmgr::core::clock::{ManualClock, SharedClock};
+use callmgr::core::model::{CallId, Status};
+use callmgr::core::retry::RetryRules;
+use callmgr::service::events::{DialJob, Event};
+use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
+use callmgr::service::stats::{Gauges, LiveStats};
+use callmgr::service::store::{Recovered, Store};
+use callmgr::service::writer::{self, Command, NewCampaign, WriterSettings};
 
 const T0: i64 = 1_780_000_000_000;
 const MINUTE: i64 = 60_000;

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use callmgr::config::StorageConfig;
-use callmgr::machine::new_call;
-use callmgr::model::{Call, CallId, Campaign, CampaignStatus, DeadLetter, NumberEntry, Outcome, Status};
-use callmgr::store::{CallFilter, Store, WriteTables};
+use callmgr::core::machine::new_call;
+use callmgr::core::model::{Call, CallId, Campaign, CampaignStatus, DeadLetter, NumberEntry, Outcome, Status};
+use callmgr::service::store::{CallFilter, Store, WriteTables};
 
 const T0: i64 = 1_780_000_000_000;
 

@@ -13,10 +13,10 @@ use super::campaigns::{check_batch_size, parse_number_item};
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, read};
 use super::views::*;
-use crate::model::{CallId, Outcome, Status, rfc3339};
-use crate::phone;
-use crate::store::CallFilter;
-use crate::writer::{BulkSource, CallbackInput, Command};
+use crate::core::model::{CallId, Outcome, Status, rfc3339};
+use crate::core::phone;
+use crate::service::store::CallFilter;
+use crate::service::writer::{BulkSource, CallbackInput, Command};
 
 /// Rows the export sends per chunk.
 const EXPORT_CHUNK_ROWS: usize = 1000;

@@ -5,9 +5,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::model::CallId;
-use crate::store::StoreError;
-use crate::writer::CommandError;
+use crate::core::model::CallId;
+use crate::service::store::StoreError;
+use crate::service::writer::CommandError;
 
 #[derive(Debug)]
 pub enum ApiError {

@@ -14,13 +14,13 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use jiff::tz::TimeZone;
 use tokio::sync::oneshot;
 
-use crate::clock::SharedClock;
-use crate::events::{CampaignInfo, DialJob, Event};
-use crate::machine::{self, Input, Refusal, RetryContext, Transition};
-use crate::model::{AppliedOutcome, Call, CallId, Campaign, CampaignId, CampaignStatus, DeadLetter, Millis, NumberEntry, Outcome, Status};
-use crate::retry::RetryRules;
-use crate::stats::{Gauges, LiveStats, Rate};
-use crate::store::{CallChange, Counter, Store, StoreError, WriteTables, day_of};
+use crate::core::clock::SharedClock;
+use crate::core::machine::{self, Input, Refusal, RetryContext, Transition};
+use crate::core::model::{AppliedOutcome, Call, CallId, Campaign, CampaignId, CampaignStatus, DeadLetter, Millis, NumberEntry, Outcome, Status};
+use crate::core::retry::RetryRules;
+use crate::service::events::{CampaignInfo, DialJob, Event};
+use crate::service::stats::{Gauges, LiveStats, Rate};
+use crate::service::store::{CallChange, Counter, Store, StoreError, WriteTables, day_of};
 
 /// A refused command, in domain terms; the API maps each variant to a status code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -577,7 +577,7 @@ impl Writer {
     }
 
     fn note_change(&self, change: CallChange, out: &mut Outbox) {
-        use crate::store::Placement::InFlight;
+        use crate::service::store::Placement::InFlight;
         if matches!(change.before, InFlight { .. }) != matches!(change.after, InFlight { .. }) {
             out.slots_changed = true;
         }

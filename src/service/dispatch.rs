@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde::Serialize;
 
-use crate::clock::SharedClock;
-use crate::events::DialJob;
-use crate::stats::LiveStats;
-use crate::writer::{Command, ProviderResult, WriterHandle};
+use crate::core::clock::SharedClock;
+use crate::service::events::DialJob;
+use crate::service::stats::LiveStats;
+use crate::service::writer::{Command, ProviderResult, WriterHandle};
 
 /// First pause before resending after a transport failure; doubles each time.
 const RESEND_BACKOFF_START: Duration = Duration::from_millis(200);

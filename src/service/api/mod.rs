@@ -20,11 +20,11 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 
-use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::stats::{Gauges, LiveStats};
-use crate::store::Store;
-use crate::writer::WriterHandle;
+use crate::core::clock::SharedClock;
+use crate::service::stats::{Gauges, LiveStats};
+use crate::service::store::Store;
+use crate::service::writer::WriterHandle;
 use error::ApiError;
 
 /// What every handler can reach. Cheap to clone (handles and `Arc`s).

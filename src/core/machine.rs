@@ -4,9 +4,9 @@
 
 use jiff::tz::TimeZone;
 
-use crate::model::{AppliedOutcome, Call, CallId, CampaignId, Millis, Outcome, Status, to_timestamp};
-use crate::retry::{RetryDecision, RetryQuery, RetryRules};
-use crate::store::Counter;
+use crate::core::model::{AppliedOutcome, Call, CallId, CampaignId, Millis, Outcome, Status, to_timestamp};
+use crate::core::retry::{RetryDecision, RetryQuery, RetryRules};
+use crate::service::store::Counter;
 
 /// A retry firing later than this after its `next_retry_at` (the service was down) is checked
 /// against the retry windows again instead of being dialled outside them.

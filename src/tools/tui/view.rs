@@ -404,13 +404,13 @@ mod tests {
     use super::*;
 
     /// Recorded answers of a running service (see tests/fixtures/tui/README.md).
-    const METRICS: &str = include_str!("../../tests/fixtures/tui/metrics.json");
-    const METRICS_PROVIDER_DOWN: &str = include_str!("../../tests/fixtures/tui/metrics_provider_down.json");
-    const CAMPAIGN_LIST: &str = include_str!("../../tests/fixtures/tui/campaigns.json");
+    const METRICS: &str = include_str!("../../../tests/fixtures/tui/metrics.json");
+    const METRICS_PROVIDER_DOWN: &str = include_str!("../../../tests/fixtures/tui/metrics_provider_down.json");
+    const CAMPAIGN_LIST: &str = include_str!("../../../tests/fixtures/tui/campaigns.json");
     const CAMPAIGNS: [&str; 3] = [
-        include_str!("../../tests/fixtures/tui/campaign_1.json"),
-        include_str!("../../tests/fixtures/tui/campaign_2.json"),
-        include_str!("../../tests/fixtures/tui/campaign_3.json"),
+        include_str!("../../../tests/fixtures/tui/campaign_1.json"),
+        include_str!("../../../tests/fixtures/tui/campaign_2.json"),
+        include_str!("../../../tests/fixtures/tui/campaign_3.json"),
     ];
     const SNAPSHOT_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tui/screen_connected.txt");
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use crate::model::{CampaignId, Millis};
+use crate::core::model::{CampaignId, Millis};
 
 /// Seconds of per-second history kept for rates and sparklines.
 pub const HISTORY_SECONDS: usize = 600;

@@ -402,8 +402,8 @@ fn wait_ready(base: &str, since: Instant) -> Result<Duration, String> {
 /// Boot time and memory with `retrying` calls waiting for a retry: after a clean stop and after SIGKILL.
 pub fn boot(args: &BootArgs) -> Result<String, String> {
     use crate::config::StorageConfig;
-    use crate::model::{CallId, Status};
-    use crate::store::{Store, WriteTables};
+    use crate::core::model::{CallId, Status};
+    use crate::service::store::{Store, WriteTables};
 
     let dir = TempDir::new();
     let data = dir.0.join("data");
@@ -420,7 +420,7 @@ pub fn boot(args: &BootArgs) -> Result<String, String> {
             {
                 let mut t = WriteTables::open(&txn).map_err(|e| e.to_string())?;
                 for i in made..(made + chunk).min(args.retrying) {
-                    let mut call = crate::machine::new_call(CallId(base_id + i as u128), 1, format!("+1{:010}", 2_000_000_000 + i), None, 3, now);
+                    let mut call = crate::core::machine::new_call(CallId(base_id + i as u128), 1, format!("+1{:010}", 2_000_000_000 + i), None, 3, now);
                     t.put_call(None, &mut call).map_err(|e| e.to_string())?;
                     let before = call.clone();
                     call.status = Status::Retrying;

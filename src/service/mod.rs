@@ -15,16 +15,24 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sd_notify::NotifyState;
 
-use crate::api::{self, AppState};
-use crate::clock::SharedClock;
+pub mod api;
+pub mod dispatch;
+pub mod events;
+pub mod scheduler;
+pub mod stats;
+pub mod store;
+pub mod writer;
+
 use crate::config::{Config, ProviderTarget};
-use crate::dispatch::{self, ProviderClient};
-use crate::mock_provider::{self, MockProvider, MockSettings};
-use crate::retry::RetryRules;
-use crate::scheduler::{Scheduler, SchedulerSettings};
-use crate::stats::{Gauges, LiveStats};
-use crate::store::Store;
-use crate::writer::{self, WriterSettings};
+use crate::core::clock::SharedClock;
+use crate::core::retry::RetryRules;
+use crate::tools::mock_provider::{self, MockProvider, MockSettings};
+use api::AppState;
+use dispatch::ProviderClient;
+use scheduler::{Scheduler, SchedulerSettings};
+use stats::{Gauges, LiveStats};
+use store::Store;
+use writer::WriterSettings;
 
 /// A writer that has had work waiting longer than this is considered stuck (no watchdog ping).
 const WRITER_STALL_MS: i64 = 30_000;

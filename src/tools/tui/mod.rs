@@ -184,7 +184,7 @@ mod tests {
 
     fn model_with_campaigns(ids: &[u64]) -> Model {
         let mut model = Model::new("http://127.0.0.1:8000", Duration::from_secs(1));
-        let metrics = serde_json::from_str(include_str!("../../tests/fixtures/tui/metrics.json")).expect("fixture parses");
+        let metrics = serde_json::from_str(include_str!("../../../tests/fixtures/tui/metrics.json")).expect("fixture parses");
         let campaigns = ids.iter().map(|&id| Campaign { id, name: format!("c{id}"), status: "active".into(), stats: None }).collect();
         model.apply(Update::Snapshot(Box::new(Snapshot {
             metrics,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::model::Millis;
+use crate::core::model::Millis;
 
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.

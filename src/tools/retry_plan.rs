@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
-use crate::model::Outcome;
-use crate::retry::{RetryQuery, RetryRules};
+use crate::core::model::Outcome;
+use crate::core::retry::{RetryQuery, RetryRules};
 
 pub struct RetryPlanArgs {
     pub campaign_id: u64,

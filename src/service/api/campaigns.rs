@@ -11,9 +11,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, parse_id, read};
 use super::views::*;
-use crate::model::CampaignId;
-use crate::phone;
-use crate::writer::{CampaignAction, CampaignPatch, Command, NewCampaign};
+use crate::core::model::CampaignId;
+use crate::core::phone;
+use crate::service::writer::{CampaignAction, CampaignPatch, Command, NewCampaign};
 
 const NAME_MAX_CHARS: usize = 200;
 const DESCRIPTION_MAX_CHARS: usize = 2000;
@@ -188,7 +188,7 @@ pub async fn list_numbers(State(state): State<AppState>, Path(id): Path<String>,
         r.campaign(id)?.ok_or_else(|| ApiError::NotFound("Campaign not found".into()))?;
         match only {
             // One number: the page holds it, or nothing.
-            Some(e164) => Ok(crate::store::Page { items: r.number(id, &e164)?.map(|entry| (e164, entry)).into_iter().collect(), next: None }),
+            Some(e164) => Ok(crate::service::store::Page { items: r.number(id, &e164)?.map(|entry| (e164, entry)).into_iter().collect(), next: None }),
             None => Ok(r.numbers(id, after.as_deref(), limit)?),
         }
     })

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
-use crate::phone;
+use crate::core::phone;
 
 /// Rows per request unless `--batch` says otherwise.
 pub const BATCH_DEFAULT: usize = 1000;

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::clock::SharedClock;
-use crate::events::{CampaignInfo, DialJob, Event};
-use crate::model::{CallId, CampaignId, CampaignStatus, Millis};
-use crate::stats::{Gauges, LiveStats, Rate};
-use crate::store::{CallChange, Placement, Recovered};
-use crate::timer_wheel::TimerWheel;
-use crate::writer::{Command, WriterHandle};
+use crate::core::clock::SharedClock;
+use crate::core::model::{CallId, CampaignId, CampaignStatus, Millis};
+use crate::core::timer_wheel::TimerWheel;
+use crate::service::events::{CampaignInfo, DialJob, Event};
+use crate::service::stats::{Gauges, LiveStats, Rate};
+use crate::service::store::{CallChange, Placement, Recovered};
+use crate::service::writer::{Command, WriterHandle};
 
 /// The longest the loop sleeps, so heartbeats and clock checks happen at least this often.
 const IDLE_WAKE_MS: u64 = 250;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::model::{CallId, CampaignId, CampaignStatus};
-use crate::store::CallChange;
+use crate::core::model::{CallId, CampaignId, CampaignStatus};
+use crate::service::store::CallChange;
 
 /// One dial request to send: built by the writer after the call was committed PROCESSING.
 #[derive(Clone, Debug, PartialEq, Eq)]

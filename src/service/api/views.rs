@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{Call, Campaign, DeadLetter, NumberEntry, Status, rfc3339};
+use crate::core::model::{Call, Campaign, DeadLetter, NumberEntry, Status, rfc3339};
 
 #[derive(Serialize)]
 pub struct CallView {

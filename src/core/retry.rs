@@ -31,7 +31,7 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp, Zoned};
 use serde::Deserialize;
 
-use crate::model::Outcome;
+use crate::core::model::Outcome;
 
 /// How far past `at + interval` the search for an eligible window goes (DESIGN §4 step 5).
 pub const WINDOW_SEARCH_HORIZON_DAYS: i64 = 14;
@@ -1533,7 +1533,7 @@ scheduler:
 
     #[test]
     fn shipped_config_is_valid_and_as_documented() {
-        let shipped = RetryRules::from_yaml_str(include_str!("../config/retry_config.yaml"), "config/retry_config.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let shipped = RetryRules::from_yaml_str(include_str!("../../config/retry_config.yaml"), "config/retry_config.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(shipped.default_timezone().iana_name(), Some("UTC"));
         assert_eq!(shipped.default_max_attempts(), 3);
         assert!(shipped.ignored_keys().is_empty());

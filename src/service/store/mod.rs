@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use crate::config::StorageConfig;
-use crate::model::{Call, CallId, Campaign, CampaignId, DeadLetter, Millis, NumberEntry, Status, codec};
+use crate::core::model::{Call, CallId, Campaign, CampaignId, DeadLetter, Millis, NumberEntry, Status, codec};
 pub use tables::Counter;
 use tables::*;
 

@@ -13,10 +13,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Params, parse_id, read};
 use super::views::*;
-use crate::model::{Status, rfc3339};
-use crate::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
-use crate::store::{Counter, day_of};
-use crate::writer::Command;
+use crate::core::model::{Status, rfc3339};
+use crate::service::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
+use crate::service::store::{Counter, day_of};
+use crate::service::writer::Command;
 
 /// Days of `recent_metrics`.
 const RECENT_DAYS: u32 = 7;

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::Outcome;
+use crate::core::model::Outcome;
 
 /// Threads sending callbacks. Each waits for callmgr's commit (an fsync) before its next
 /// callback, so enough of them must be in flight to fill callmgr's group commits.

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::store::Reader;
+use crate::service::store::Reader;
 
 /// A JSON body whose errors name the field: `{"field": "phone_numbers[3]"}`.
 pub struct JsonBody<T>(pub T);

@@ -1,0 +1,6 @@
+pub mod clock;
+pub mod machine;
+pub mod model;
+pub mod phone;
+pub mod retry;
+pub mod timer_wheel;

@@ -1,0 +1,5 @@
+pub mod bench;
+pub mod import;
+pub mod mock_provider;
+pub mod retry_plan;
+pub mod tui;
