@@ -1,13 +1,11 @@
 //! The HTTP API against the real binary: every endpoint's success and error cases, the error
 //! shape, auth, paging, restarts and a crash under load.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use serde_json::{Value, json};
 
 fn error_code(body: &Value) -> &str {

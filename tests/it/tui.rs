@@ -2,13 +2,11 @@
 //! `callmgr serve`, read back with `tmux capture-pane`. Every wait polls the screen with a
 //! deadline. tmux must be installed (`.ci/run` installs it); without it these tests fail.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Options, Server, TOKEN};
+use crate::harness::{Options, Server, TOKEN};
 use serde_json::json;
 
 /// Long enough for a debug build to start and make its first polls on a busy 2-core machine.
@@ -139,7 +137,9 @@ fn dashboard_shows_the_live_campaign_pauses_and_resumes_it_and_quits() {
     let campaign = server.create_campaign(json!({"name": "Tmux dashboard check"}));
     // The mock provider answers after an hour, so this call holds one slot for the whole test.
     server.initiate(campaign, "+14155550123");
-    common::wait_until("the call to hold a slot", Duration::from_secs(20), || (server.get("/api/v1/metrics/")["current_concurrent_calls"] == 1).then_some(()));
+    crate::harness::wait_until("the call to hold a slot", Duration::from_secs(20), || {
+        (server.get("/api/v1/metrics/")["current_concurrent_calls"] == 1).then_some(())
+    });
 
     let tmux = Tmux::start("dashboard", server.dir.path(), &tui_command(&server));
     let screen = tmux.wait_for_screen("the campaign row and the slot gauge", &server, |s| s.contains("Tmux dashboard check") && s.contains(&gauge(1, 100)));

@@ -1,7 +1,6 @@
 //! Test harness: runs the real `callmgr` binary on 127.0.0.1 with an ephemeral port and a temp
 //! data dir, talks to it over HTTP, and provides a scriptable fake provider. Every wait is a
 //! condition with a deadline, never a sleep.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -158,10 +157,6 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -185,11 +180,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    pub fn restart(&mut self) {
-        self.terminate();
-        self.launch();
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {

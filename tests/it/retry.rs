@@ -1,11 +1,9 @@
 //! Retry windows end to end: the real binary, a scripted provider, short intervals, and rules
 //! built relative to the current time.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 
 fn rnr(call_id: &str, attempt: u64) -> serde_json::Value {

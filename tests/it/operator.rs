@@ -3,14 +3,12 @@
 //! metrics after a scripted set of calls (JSON, and Prometheus text checked by `promtool`), and
 //! the CSV export with its filters.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::{Value, json};
 
 const INVALID_PHONE: &str = "Invalid phone number format. Must start with + and contain 8-15 digits.";

@@ -1,12 +1,10 @@
 //! Dialing against a fake provider written here: slots, order, request fields, callbacks,
 //! provider failures, dead letters, timeouts, campaign control, and a crash with calls in flight.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 
 fn with_provider(provider: &FakeProvider, options: Options) -> Server {

@@ -1,6 +1,6 @@
 //! A data file written by an earlier format must open in this build: upgrades keep the data.
 //! `tests/fixtures/store-v1.redb` was written by record format 1 / schema 1 (regenerate it only
-//! when adding a new fixture for a new format: `CALLMGR_WRITE_STORE_FIXTURE=1 cargo test --test store_format`).
+//! when adding a new fixture for a new format: `CALLMGR_WRITE_STORE_FIXTURE=1 cargo test --test it store_format`).
 
 use std::path::Path;
 
