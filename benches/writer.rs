@@ -26,8 +26,9 @@ fn batch_commit(c: &mut Criterion) {
                     for _ in 0..batch {
                         next += 1;
                         number += 1;
-                        let mut call = new_call(CallId(next), 1, format!("+1{:010}", 2_000_000_000 + number), None, 3, 1_780_000_000_000);
-                        tables.put_call(None, &mut call).unwrap();
+                        let seq = tables.next_queue_seq().unwrap();
+                        let call = new_call(CallId(next), 1, format!("+1{:010}", 2_000_000_000 + number), None, 3, 1_780_000_000_000, seq);
+                        tables.put_call(None, &call).unwrap();
                     }
                 }
                 txn.commit().unwrap();

@@ -171,6 +171,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         workers: usize,
     },
+    /// Fill a store with synthetic calls (made by the state machine, written by the store's own
+    /// code), for the boot and scale benchmarks. The service must not be running on it.
+    Seed {
+        /// Data directory of the store (created if missing; calls are added to what is there).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// `retrying` (every call waits for a retry within a week) or `finished` (final calls
+        /// spread over the last --days days).
+        #[arg(long, default_value = "finished")]
+        shape: String,
+        #[arg(long, default_value_t = 100)]
+        days: u32,
+        /// Open the store with redb's quick-repair.
+        #[arg(long)]
+        quick_repair: bool,
+    },
     /// Time to /readyz and memory with N calls waiting for a retry, after a clean stop and after SIGKILL.
     Boot {
         #[arg(long, default_value_t = 1_000_000)]

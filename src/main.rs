@@ -201,6 +201,26 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
             };
             callmgr::tools::bench::end_to_end(&args)
         }
+        BenchCommand::Seed { data_dir, calls, shape, days, quick_repair } => {
+            let shape = match shape.as_str() {
+                "retrying" => callmgr::service::seed::SeedShape::Retrying,
+                "finished" => callmgr::service::seed::SeedShape::Finished { days },
+                other => return Err(Failure::usage(format!("--shape `{other}` must be `retrying` or `finished`"))),
+            };
+            let storage = config::StorageConfig { quick_repair, cache_size_bytes: 256 << 20 };
+            let now = jiff::Timestamp::now().as_millisecond();
+            callmgr::service::seed::seed(&data_dir, &storage, calls, shape, now)
+                .map(|r| {
+                    format!(
+                        "seeded {} calls in {:.1} s; store {} bytes ({:.0} bytes per call)",
+                        r.calls,
+                        r.seconds,
+                        r.file_bytes,
+                        r.file_bytes as f64 / r.calls.max(1) as f64
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
         BenchCommand::Boot { retrying, quick_repair } => callmgr::tools::bench::boot(&callmgr::tools::bench::BootArgs { retrying, quick_repair }),
     };
     println!("{}", report.map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?);

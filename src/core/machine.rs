@@ -1,52 +1,88 @@
-//! The call state machine (DESIGN §2): one pure function, `step(call, input, now, retry)`.
-//! Every status change of a call goes through here; handlers never edit a status by hand.
-//! No I/O, no clock, no storage: it returns the new record and what else must happen.
+//! The call state machine: one pure function, `step(call, event, now, context)`.
+//!
+//! Every status change of a call goes through here, and every fact a decision depends on is an
+//! argument: the call, the event, `now`, and a resolved [`Context`] (the campaign as stored, the
+//! callee's timezones, the rules). Whether a late event still applies (a timer armed for an
+//! instant the call has left, a callback for an earlier attempt) is decided here and nowhere
+//! else. No I/O, no clock, no storage: it returns the new record and what else must happen.
 
 use jiff::tz::TimeZone;
 
-use crate::core::model::{AppliedOutcome, Call, CallId, CampaignId, Millis, Outcome, Status, to_timestamp};
+use crate::core::counters::Counter;
+use crate::core::model::{
+    Attempt, AttemptResult, Call, CallId, CallState, Campaign, CampaignId, CampaignStatus, CancelReason, Hold, HoldReason, Millis, Outcome, Status,
+    to_timestamp,
+};
 use crate::core::retry::{RetryDecision, RetryQuery, RetryRules};
-use crate::service::store::Counter;
 
 /// A retry firing later than this after its `next_retry_at` (the service was down) is checked
 /// against the retry windows again instead of being dialled outside them.
 pub const RETRY_LATE_GRACE_MS: Millis = 60_000;
 
-/// What happened to a call.
-#[derive(Clone, Copy, Debug)]
-pub enum Input<'a> {
-    /// A slot is free and the campaign is active: attempt `attempt_count` goes to the provider.
-    Dispatch { callback_deadline: Millis },
-    /// The provider answered 2xx to the dial request of `attempt`.
-    ProviderAccepted { attempt: u32, external_call_id: Option<&'a str> },
-    /// The provider answered 4xx: final.
-    ProviderRefused { attempt: u32, reason: &'a str },
-    /// The dial request never got through after every resend: counts as outcome FAILED.
-    TransportFailed { attempt: u32, reason: &'a str },
-    /// The provider's outcome callback.
-    Callback { outcome: Outcome, attempt: Option<u32>, external_call_id: Option<&'a str>, duration_seconds: Option<u64> },
-    /// No callback for `attempt` within the timeout (`timeout` is its text, e.g. `10m`).
-    CallbackTimeout { attempt: u32, timeout: &'a str },
-    /// `next_retry_at` has come.
-    RetryDue,
-    /// The campaign was stopped.
-    Cancel,
-    /// The operator replays the call's dead letter.
-    Replay,
+/// Everything a decision needs besides the call, the event and `now`, resolved by the caller
+/// before the call is stepped. A field that was not loaded cannot be passed.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The call's campaign, as committed.
+    pub campaign: &'a Campaign,
+    /// The callee's timezones, never empty: several when the number is ambiguous, and then an
+    /// instant is inside a window only if it is inside in every one of them.
+    pub zones: &'a [TimeZone],
+    pub rules: &'a RetryRules,
+    /// How long an attempt waits for its outcome.
+    pub callback_timeout_ms: Millis,
 }
 
-/// Why an input does not apply.
+/// What the store knows about the callee's number at the moment of dialling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NumberFacts<'a> {
+    /// On the do-not-call list, globally or for the call's campaign.
+    pub do_not_call: bool,
+    /// When this number was dialled (any campaign) within the contact-limit window, oldest first.
+    pub recent_dials: &'a [Millis],
+}
+
+/// What happened to a call.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// Its turn in the queue came and a slot is reserved: dial it if every gate is open.
+    Dispatch { number: NumberFacts<'a> },
+    /// The provider answered 2xx to the dial request of `attempt`.
+    ProviderAccepted { attempt: u32, external_call_id: Option<&'a str> },
+    /// The provider refused the dial request of `attempt` (4xx): final.
+    ProviderRefused { attempt: u32, reason: &'a str },
+    /// The dial request of `attempt` never got through after every resend: counts as outcome FAILED.
+    TransportFailed { attempt: u32, reason: &'a str },
+    /// A progress report of the provider that is not an outcome (e.g. `ringing`).
+    ProviderProgress { attempt: u32, status: &'a str },
+    /// The provider's outcome callback.
+    Callback { outcome: Outcome, attempt: Option<u32>, external_call_id: Option<&'a str>, duration_seconds: Option<u64> },
+    /// The callback-deadline timer armed for `armed_for` fired (`timeout` is its text, e.g. `10m`).
+    CallbackTimeout { armed_for: Millis, timeout: &'a str },
+    /// The retry timer armed for `armed_for` fired; `queue_seq` is the queue position it gets.
+    RetryDue { armed_for: Millis, queue_seq: u64 },
+    /// The hold timer armed for `armed_for` fired: the call may be dialled again.
+    HoldExpired { armed_for: Millis },
+    /// The campaign was stopped, or the number put on the do-not-call list.
+    Cancel { reason: CancelReason },
+    /// The operator replays the call's dead letter; `queue_seq` is the queue position it gets.
+    Replay { queue_seq: u64 },
+}
+
+/// Why an event does not apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// A callback for a call that is not waiting for an outcome (409).
     NotAwaitingOutcome { status: Status },
-    /// A callback for another attempt than the one in flight (409).
+    /// A callback for another attempt than the one in flight, by its `attempt` field or by an
+    /// `external_call_id` that belongs to that attempt (409).
     WrongAttempt { current: u32, given: u32 },
-    /// A callback whose `external_call_id` is not the current attempt's (409).
-    WrongExternalId,
-    /// Any other input that does not fit the call's state (409 where a client asked for it).
+    /// Any other event that does not fit the call's state (409 where a client asked for it).
     Conflict(String),
-    /// A late internal event (a provider answer or timer for an attempt already resolved): ignore it.
+    /// Its turn came but its campaign is paused: it stays queued.
+    CampaignPaused,
+    /// A late internal event (a provider answer or a timer for an attempt or instant the call has
+    /// left): ignore it.
     Stale,
 }
 
@@ -55,55 +91,69 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::NotAwaitingOutcome { status } => write!(f, "Call is {} and not awaiting an outcome", status.as_str()),
             Refusal::WrongAttempt { current, given } => write!(f, "Callback is for attempt {given} but attempt {current} is the current one"),
-            Refusal::WrongExternalId => f.write_str("Callback external_call_id does not match the current attempt"),
             Refusal::Conflict(message) => f.write_str(message),
+            Refusal::CampaignPaused => f.write_str("Campaign is paused"),
             Refusal::Stale => f.write_str("Event is stale"),
         }
     }
+}
+
+/// What a callback did to its attempt: the body a repeat answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub result: AttemptResult,
 }
 
 /// The result of a step that applies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
     pub call: Call,
-    /// False when the input was an idempotent repeat: nothing to write.
+    /// False when the event was an idempotent repeat: nothing to write.
     pub changed: bool,
     /// Daily counters to add to.
     pub counters: Vec<(Counter, u64)>,
     /// A dead letter to record, with the error text.
     pub dead_letter: Option<String>,
     /// For callbacks: what to answer (the same for a repeat).
-    pub applied: Option<AppliedOutcome>,
+    pub answer: Option<CallbackAnswer>,
 }
 
-/// What the retry decision needs beyond the call itself.
-pub struct RetryContext<'a> {
-    pub rules: &'a RetryRules,
-    /// The callee's timezone: the number's own, else the campaign's; `None` means the rules file's.
-    pub timezone: Option<&'a TimeZone>,
+impl Transition {
+    fn changed(call: Call, counters: Vec<(Counter, u64)>) -> Transition {
+        Transition { call, changed: true, counters, dead_letter: None, answer: None }
+    }
+
+    /// True when the step put the call in flight: a dial request must be sent.
+    pub fn dials(&self, before: &Call) -> bool {
+        matches!(self.call.state, CallState::Processing { .. }) && !matches!(before.state, CallState::Processing { .. })
+    }
 }
 
-/// A new call: INITIATED, attempt 1.
-pub fn new_call(call_id: CallId, campaign_id: CampaignId, phone_number: String, timezone: Option<String>, max_attempts: u32, now: Millis) -> Call {
+/// A new call: queued at `queue_seq`, attempt 1.
+pub fn new_call(
+    call_id: CallId,
+    campaign_id: CampaignId,
+    phone_number: String,
+    timezone: Option<String>,
+    max_attempts: u32,
+    now: Millis,
+    queue_seq: u64,
+) -> Call {
     Call {
         call_id,
         campaign_id,
         phone_number,
         timezone,
-        status: Status::Initiated,
-        last_outcome: None,
+        state: CallState::Initiated { queue_seq, hold: None },
         attempt_count: 1,
         max_attempts,
         created_at: now,
         updated_at: now,
-        last_attempt_at: None,
-        next_retry_at: None,
         total_call_time: 0,
-        external_call_id: None,
         error_message: None,
-        queue_seq: None,
-        callback_deadline: None,
-        last_applied: None,
+        attempts: Vec::new(),
     }
 }
 
@@ -116,256 +166,374 @@ fn outcome_counter(outcome: Outcome) -> Counter {
     }
 }
 
-fn changed(call: Call, counters: Vec<(Counter, u64)>) -> Transition {
-    Transition { call, changed: true, counters, dead_letter: None, applied: None }
-}
-
-pub fn step(call: &Call, input: Input<'_>, now: Millis, retry: &RetryContext<'_>) -> Result<Transition, Refusal> {
-    let in_flight = |attempt: u32| call.status == Status::Processing && call.attempt_count == attempt;
+pub fn step(call: &Call, event: Event<'_>, now: Millis, context: &Context<'_>) -> Result<Transition, Refusal> {
+    let campaign_stopped = context.campaign.status == CampaignStatus::Stopped;
+    let in_flight = |attempt: u32| matches!(call.state, CallState::Processing { .. }) && call.attempt_count == attempt;
     let mut next = call.clone();
     next.updated_at = now;
-    match input {
-        Input::Dispatch { callback_deadline } => {
-            if call.status != Status::Initiated {
-                return Err(Refusal::Stale);
+    match event {
+        Event::Dispatch { number } => {
+            let CallState::Initiated { queue_seq, hold: None } = call.state else { return Err(Refusal::Stale) };
+            if campaign_stopped {
+                return Ok(cancel(next, CancelReason::CampaignStopped));
             }
-            next.status = Status::Processing;
-            next.last_attempt_at = Some(now);
-            next.callback_deadline = Some(callback_deadline);
-            next.external_call_id = None;
-            Ok(changed(next, vec![(Counter::Dialled, 1)]))
-        }
-        Input::ProviderAccepted { attempt, external_call_id } => {
-            // The callback may have arrived before this answer: still record the provider's id.
-            let same_attempt = call.attempt_count == attempt && call.last_attempt_at.is_some();
-            match external_call_id {
-                Some(ext) if same_attempt && call.external_call_id.is_none() => {
-                    next.external_call_id = Some(ext.to_string());
-                    Ok(changed(next, vec![]))
+            if context.campaign.status == CampaignStatus::Paused {
+                return Err(Refusal::CampaignPaused);
+            }
+            if number.do_not_call {
+                return Ok(cancel(next, CancelReason::DoNotCall));
+            }
+            match context.rules.calling_hours_open_at(call.campaign_id, context.zones, to_timestamp(now)) {
+                None => {
+                    next.state = CallState::Failed;
+                    next.error_message = Some(NO_CALLING_HOURS.into());
+                    return Ok(Transition::changed(next, vec![]));
                 }
-                _ => Err(Refusal::Stale),
+                Some(open) if open.as_millisecond() > now => {
+                    return Ok(hold(next, queue_seq, HoldReason::OutsideCallingHours, open.as_millisecond()));
+                }
+                Some(_) => {}
             }
+            if let Some(limits) = context.rules.contact_limits() {
+                let window_ms = limits.window.as_millis() as Millis;
+                let counted: Vec<Millis> = number.recent_dials.iter().copied().filter(|&at| at > now - window_ms && at <= now).collect();
+                if counted.len() as u64 >= limits.max_attempts as u64 {
+                    let oldest = counted.iter().copied().min().unwrap_or(now);
+                    return Ok(hold(next, queue_seq, HoldReason::ContactCap, (oldest + window_ms).max(now + 1)));
+                }
+            }
+            next.state = CallState::Processing { deadline: now + context.callback_timeout_ms };
+            next.attempts.push(Attempt { attempt: call.attempt_count, dialled_at: now, ..Attempt::default() });
+            Ok(Transition::changed(next, vec![(Counter::Dialled, 1)]))
         }
-        Input::ProviderRefused { attempt, reason } => {
+        Event::ProviderAccepted { attempt, external_call_id } => {
+            // The answer may come after the outcome callback: it still belongs to its attempt.
+            let Some(entry) = next.attempt_mut(attempt) else { return Err(Refusal::Stale) };
+            if entry.provider_answered_at.is_some() {
+                return Err(Refusal::Stale);
+            }
+            entry.provider_answered_at = Some(now);
+            if entry.external_call_id.is_none() {
+                entry.external_call_id = external_call_id.map(str::to_string);
+            }
+            Ok(Transition::changed(next, vec![]))
+        }
+        Event::ProviderRefused { attempt, reason } => {
             if !in_flight(attempt) {
                 return Err(Refusal::Stale);
             }
-            next.status = Status::Failed;
-            next.next_retry_at = None;
-            next.error_message = Some(format!("Provider refused the call: {reason}"));
-            Ok(changed(next, vec![(Counter::Failed, 1)]))
+            let message = format!("Provider refused the call: {reason}");
+            let result = AttemptResult { status: Status::Failed, next_retry_at: None };
+            end_attempt(&mut next, attempt, now, None, None, Some(message.clone()), Some(result));
+            next.state = CallState::Failed;
+            next.error_message = Some(message);
+            Ok(Transition::changed(next, vec![(Counter::Failed, 1)]))
         }
-        Input::TransportFailed { attempt, reason } => {
+        Event::TransportFailed { attempt, reason } => {
             if !in_flight(attempt) {
                 return Err(Refusal::Stale);
             }
-            let context = format!("Provider unreachable: {reason}");
-            let mut transition = apply_outcome(next, Outcome::Failed, None, Some(context), now, retry);
+            let mut transition = apply_outcome(next, Outcome::Failed, None, Some(format!("Provider unreachable: {reason}")), now, context);
             transition.dead_letter = Some(reason.to_string());
             transition.counters.push((Counter::DeadLetters, 1));
             Ok(transition)
         }
-        Input::CallbackTimeout { attempt, timeout } => {
-            if !in_flight(attempt) {
+        Event::ProviderProgress { attempt, status } => {
+            let Some(entry) = next.attempt_mut(attempt) else { return Err(Refusal::Stale) };
+            // A progress report after the outcome (they can arrive out of order) changes nothing.
+            if entry.is_ended() || entry.provider_status.as_deref() == Some(status) {
                 return Err(Refusal::Stale);
             }
-            Ok(apply_outcome(next, Outcome::Failed, None, Some(format!("No callback within {timeout}")), now, retry))
+            entry.provider_status = Some(status.to_string());
+            Ok(Transition::changed(next, vec![]))
         }
-        Input::Callback { outcome, attempt, external_call_id, duration_seconds } => {
-            let attempt_meant = attempt.unwrap_or(call.attempt_count);
-            if let Some(applied) = &call.last_applied
-                && applied.attempt == attempt_meant
-                && applied.outcome == outcome
+        Event::Callback { outcome, attempt, external_call_id, duration_seconds } => {
+            let by_external_id = external_call_id.and_then(|id| call.attempts.iter().find(|a| a.external_call_id.as_deref() == Some(id))).map(|a| a.attempt);
+            let meant = match (attempt, by_external_id) {
+                (Some(given), Some(owner)) if given != owner => return Err(Refusal::WrongAttempt { current: owner, given }),
+                (Some(given), _) => given,
+                (None, Some(owner)) => owner,
+                (None, None) => call.attempt_count,
+            };
+            if let Some(entry) = call.attempt(meant)
+                && entry.outcome == Some(outcome)
+                && let Some(result) = entry.result
             {
                 // An idempotent repeat: same answer, nothing changes.
-                return Ok(Transition { call: call.clone(), changed: false, counters: vec![], dead_letter: None, applied: Some(applied.clone()) });
+                let answer = CallbackAnswer { attempt: meant, outcome, result };
+                return Ok(Transition { call: call.clone(), changed: false, counters: vec![], dead_letter: None, answer: Some(answer) });
             }
-            if call.status != Status::Processing {
-                return Err(Refusal::NotAwaitingOutcome { status: call.status });
+            if meant != call.attempt_count {
+                return Err(Refusal::WrongAttempt { current: call.attempt_count, given: meant });
             }
-            if attempt_meant != call.attempt_count {
-                return Err(Refusal::WrongAttempt { current: call.attempt_count, given: attempt_meant });
+            if !matches!(call.state, CallState::Processing { .. }) {
+                return Err(Refusal::NotAwaitingOutcome { status: call.status() });
             }
-            if let (Some(given), Some(known)) = (external_call_id, call.external_call_id.as_deref())
-                && given != known
+            // An id no attempt has seen is the provider's word: it names the current attempt.
+            if let Some(id) = external_call_id
+                && let Some(entry) = next.attempt_mut(meant)
             {
-                return Err(Refusal::WrongExternalId);
+                entry.external_call_id = Some(id.to_string());
             }
-            if let Some(ext) = external_call_id {
-                next.external_call_id = Some(ext.to_string());
-            }
-            Ok(apply_outcome(next, outcome, duration_seconds, None, now, retry))
+            Ok(apply_outcome(next, outcome, duration_seconds, None, now, context))
         }
-        Input::RetryDue => {
-            if call.status != Status::Retrying {
+        Event::CallbackTimeout { armed_for, timeout } => {
+            if call.state != (CallState::Processing { deadline: armed_for }) {
                 return Err(Refusal::Stale);
             }
-            let due = call.next_retry_at.unwrap_or(now);
-            if now - due > RETRY_LATE_GRACE_MS {
+            Ok(apply_outcome(next, Outcome::Failed, None, Some(format!("No callback within {timeout}")), now, context))
+        }
+        Event::RetryDue { armed_for, queue_seq } => {
+            if call.state != (CallState::Retrying { next_retry_at: armed_for }) {
+                return Err(Refusal::Stale);
+            }
+            if campaign_stopped {
+                return Ok(cancel(next, CancelReason::CampaignStopped));
+            }
+            if now - armed_for > RETRY_LATE_GRACE_MS {
                 // Fell due while the service was down: dial now only if the window is still open.
-                let next_attempt = call.attempt_count + 1;
-                match retry.rules.window_open_at(call.campaign_id, next_attempt, to_timestamp(now), retry.timezone) {
+                match context.rules.window_open_at(call.campaign_id, call.attempt_count + 1, to_timestamp(now), context.zones.first()) {
                     Some(open) if open.as_millisecond() > now => {
-                        next.next_retry_at = Some(open.as_millisecond());
-                        return Ok(changed(next, vec![]));
+                        next.state = CallState::Retrying { next_retry_at: open.as_millisecond() };
+                        return Ok(Transition::changed(next, vec![]));
                     }
                     Some(_) => {}
                     None => {
-                        next.status = Status::Failed;
-                        next.next_retry_at = None;
+                        next.state = CallState::Failed;
                         next.error_message = Some("No retry window available".into());
-                        return Ok(changed(next, vec![]));
+                        return Ok(Transition::changed(next, vec![]));
                     }
                 }
             }
-            next.status = Status::Initiated;
+            next.state = CallState::Initiated { queue_seq, hold: None };
             next.attempt_count += 1;
-            Ok(changed(next, vec![(Counter::Retries, 1)]))
+            Ok(Transition::changed(next, vec![(Counter::Retries, 1)]))
         }
-        Input::Cancel => {
-            if !matches!(call.status, Status::Initiated | Status::Retrying) {
+        Event::HoldExpired { armed_for } => {
+            let CallState::Initiated { queue_seq, hold: Some(hold) } = call.state else { return Err(Refusal::Stale) };
+            if hold.until != armed_for {
                 return Err(Refusal::Stale);
             }
-            next.status = Status::Cancelled;
-            next.error_message = Some("Campaign stopped".into());
-            Ok(changed(next, vec![]))
-        }
-        Input::Replay => {
-            if call.status != Status::Failed {
-                return Err(Refusal::Conflict(format!("Call is {}; only a FAILED call can be replayed", call.status.as_str())));
+            if campaign_stopped {
+                return Ok(cancel(next, CancelReason::CampaignStopped));
             }
-            next.status = Status::Initiated;
+            next.state = CallState::Initiated { queue_seq, hold: None };
+            Ok(Transition::changed(next, vec![]))
+        }
+        Event::Cancel { reason } => {
+            if !matches!(call.state, CallState::Initiated { .. } | CallState::Retrying { .. }) {
+                return Err(Refusal::Stale);
+            }
+            Ok(cancel(next, reason))
+        }
+        Event::Replay { queue_seq } => {
+            if call.state != CallState::Failed {
+                return Err(Refusal::Conflict(format!("Call is {}; only a FAILED call can be replayed", call.status().as_str())));
+            }
+            if campaign_stopped {
+                return Err(Refusal::Conflict("Cannot replay: the campaign is stopped".into()));
+            }
+            next.state = CallState::Initiated { queue_seq, hold: None };
             next.attempt_count += 1;
             next.max_attempts = next.max_attempts.max(next.attempt_count);
-            next.next_retry_at = None;
             next.error_message = None;
-            Ok(changed(next, vec![(Counter::Retries, 1)]))
+            Ok(Transition::changed(next, vec![(Counter::Retries, 1)]))
         }
     }
 }
 
-/// An attempt ended with `outcome`: PICKED is final; the others retry per the rules or fail.
-fn apply_outcome(
-    mut next: Call,
-    outcome: Outcome,
-    duration_seconds: Option<u64>,
-    context: Option<String>,
+/// The reason a call fails when its callee can never be called within the search horizon.
+pub const NO_CALLING_HOURS: &str = "No calling hours available in the callee's timezone";
+
+fn cancel(mut next: Call, reason: CancelReason) -> Transition {
+    next.state = CallState::Cancelled { reason };
+    next.error_message = Some(reason.message().into());
+    Transition::changed(next, vec![])
+}
+
+fn hold(mut next: Call, queue_seq: u64, reason: HoldReason, until: Millis) -> Transition {
+    next.state = CallState::Initiated { queue_seq, hold: Some(Hold { reason, until }) };
+    Transition::changed(next, vec![])
+}
+
+/// Writes how attempt `n` ended into its history entry.
+fn end_attempt(
+    call: &mut Call,
+    n: u32,
     now: Millis,
-    retry: &RetryContext<'_>,
-) -> Transition {
+    outcome: Option<Outcome>,
+    duration_seconds: Option<u64>,
+    error: Option<String>,
+    result: Option<AttemptResult>,
+) {
+    if let Some(entry) = call.attempt_mut(n) {
+        entry.outcome = outcome;
+        entry.call_duration = duration_seconds;
+        entry.ended_at = Some(now);
+        entry.error = error;
+        entry.result = result;
+    }
+}
+
+/// An attempt ended with `outcome`: PICKED is final; the others retry per the rules or fail; a
+/// stopped campaign's call ends CANCELLED whatever the outcome (after it is recorded).
+fn apply_outcome(mut next: Call, outcome: Outcome, duration_seconds: Option<u64>, context: Option<String>, now: Millis, ctx: &Context<'_>) -> Transition {
     let mut counters = vec![(outcome_counter(outcome), 1)];
     if let Some(seconds) = duration_seconds {
         next.total_call_time = next.total_call_time.saturating_add(seconds);
         counters.push((Counter::CallDurationSeconds, seconds));
     }
-    next.last_outcome = Some(outcome);
+    let attempt = next.attempt_count;
     if outcome == Outcome::Picked {
-        next.status = Status::Picked;
-        next.next_retry_at = None;
+        next.state = CallState::Picked;
         next.error_message = None;
+    } else if ctx.campaign.status == CampaignStatus::Stopped {
+        next.state = CallState::Cancelled { reason: CancelReason::CampaignStopped };
+        next.error_message = Some(CancelReason::CampaignStopped.message().into());
     } else {
-        let query = RetryQuery {
-            outcome,
-            at: to_timestamp(now),
-            attempt: next.attempt_count,
-            max_attempts: next.max_attempts,
-            campaign_id: next.campaign_id,
-            timezone: retry.timezone,
-        };
-        match retry.rules.next_retry(&query) {
+        let query =
+            RetryQuery { outcome, at: to_timestamp(now), attempt, max_attempts: next.max_attempts, campaign_id: next.campaign_id, timezone: ctx.zones.first() };
+        match ctx.rules.next_retry(&query) {
             RetryDecision::Retry { at, .. } => {
-                next.status = Status::Retrying;
                 // A retry is never due before the outcome that caused it.
-                next.next_retry_at = Some(at.as_millisecond().max(now));
-                next.error_message = context;
+                next.state = CallState::Retrying { next_retry_at: at.as_millisecond().max(now) };
+                next.error_message = context.clone();
             }
             RetryDecision::GiveUp { reason } => {
-                next.status = Status::Failed;
-                next.next_retry_at = None;
-                next.error_message = Some(match context {
+                next.state = CallState::Failed;
+                next.error_message = Some(match &context {
                     Some(context) => format!("{context}; {reason}"),
                     None => reason,
                 });
             }
         }
     }
-    let applied = AppliedOutcome { attempt: next.attempt_count, outcome, resulting_status: next.status, next_retry_at: next.next_retry_at };
-    next.last_applied = Some(applied.clone());
-    Transition { call: next, changed: true, counters, dead_letter: None, applied: Some(applied) }
+    let result = AttemptResult { status: next.status(), next_retry_at: next.next_retry_at() };
+    end_attempt(&mut next, attempt, now, Some(outcome), duration_seconds, context, Some(result));
+    Transition { call: next, changed: true, counters, dead_letter: None, answer: Some(CallbackAnswer { attempt, outcome, result }) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::model::CampaignStatus;
 
     const T0: Millis = 1_780_000_000_000;
     const HOUR: Millis = 3_600_000;
+    const TIMEOUT: Millis = 600_000;
 
-    fn rules() -> RetryRules {
-        RetryRules::permissive()
+    fn campaign(status: CampaignStatus) -> Campaign {
+        Campaign {
+            id: 1,
+            name: "c".into(),
+            description: String::new(),
+            status,
+            timezone: None,
+            max_attempts: None,
+            max_concurrent_calls: None,
+            default_region: None,
+            caller_id: None,
+            created_at: T0,
+            updated_at: T0,
+        }
     }
 
+    /// A call in `status` at attempt `attempt`, with a consistent history.
     fn call_in(status: Status, attempt: u32) -> Call {
-        let mut call = new_call(CallId(42), 1, "+14155550101".into(), None, 3, T0);
-        call.status = status;
+        let mut call = new_call(CallId(42), 1, "+14155550101".into(), None, 3, T0, 1);
         call.attempt_count = attempt;
-        match status {
-            Status::Initiated => call.queue_seq = Some(1),
-            Status::Processing => {
-                call.last_attempt_at = Some(T0);
-                call.callback_deadline = Some(T0 + 600_000);
-            }
-            Status::Retrying => call.next_retry_at = Some(T0 + HOUR),
-            _ => {}
+        let dialled = (1..=attempt).filter(|n| *n < attempt || status != Status::Initiated);
+        for n in dialled {
+            let ended = n < attempt || status != Status::Processing;
+            let outcome = ended.then_some(if status == Status::Picked && n == attempt { Outcome::Picked } else { Outcome::Rnr });
+            call.attempts.push(Attempt {
+                attempt: n,
+                dialled_at: T0,
+                outcome,
+                ended_at: ended.then_some(T0),
+                result: outcome.map(|_| AttemptResult { status: Status::Retrying, next_retry_at: Some(T0 + HOUR) }),
+                ..Attempt::default()
+            });
         }
+        call.state = match status {
+            Status::Initiated => CallState::Initiated { queue_seq: 1, hold: None },
+            Status::Processing => CallState::Processing { deadline: T0 + TIMEOUT },
+            Status::Retrying => CallState::Retrying { next_retry_at: T0 + HOUR },
+            Status::Picked => CallState::Picked,
+            Status::Failed => CallState::Failed,
+            Status::Cancelled => CallState::Cancelled { reason: CancelReason::CampaignStopped },
+        };
         call
     }
 
-    /// One transition, checked against the expected status and error text.
-    fn check(call: &Call, input: Input<'_>, expected: Result<(Status, Option<&str>), Refusal>) -> Option<Transition> {
-        let rules = rules();
-        let ctx = RetryContext { rules: &rules, timezone: None };
-        let got = step(call, input, T0 + 1000, &ctx);
+    /// One step with the permissive rules and an active campaign, checked against the expected
+    /// status and error text.
+    fn check(call: &Call, event: Event<'_>, expected: Result<(Status, Option<&str>), Refusal>) -> Option<Transition> {
+        check_in(CampaignStatus::Active, call, event, expected)
+    }
+
+    fn check_in(campaign_status: CampaignStatus, call: &Call, event: Event<'_>, expected: Result<(Status, Option<&str>), Refusal>) -> Option<Transition> {
+        let rules = RetryRules::permissive();
+        let campaign = campaign(campaign_status);
+        let zones = [TimeZone::UTC];
+        let context = Context { campaign: &campaign, zones: &zones, rules: &rules, callback_timeout_ms: TIMEOUT };
+        let got = step(call, event, T0 + 1000, &context);
         match (&got, expected) {
             (Ok(t), Ok((status, error))) => {
-                assert_eq!(t.call.status, status, "{input:?}");
-                assert_eq!(t.call.error_message.as_deref(), error, "{input:?}");
+                assert_eq!(t.call.status(), status, "{event:?}");
+                assert_eq!(t.call.error_message.as_deref(), error, "{event:?}");
             }
-            (Err(r), Err(expected)) => assert_eq!(r, &expected, "{input:?}"),
-            (got, expected) => panic!("{input:?}: got {got:?}, expected {expected:?}"),
+            (Err(r), Err(expected)) => assert_eq!(r, &expected, "{event:?}"),
+            (got, expected) => panic!("{event:?}: got {got:?}, expected {expected:?}"),
         }
         got.ok()
     }
 
-    fn callback(outcome: Outcome) -> Input<'static> {
-        Input::Callback { outcome, attempt: None, external_call_id: None, duration_seconds: Some(30) }
+    fn callback(outcome: Outcome) -> Event<'static> {
+        Event::Callback { outcome, attempt: None, external_call_id: None, duration_seconds: Some(30) }
     }
 
+    const DISPATCH: Event<'static> = Event::Dispatch { number: NumberFacts { do_not_call: false, recent_dials: &[] } };
+
     #[test]
-    fn dispatch_takes_an_initiated_call_to_processing() {
-        let t = check(&call_in(Status::Initiated, 1), Input::Dispatch { callback_deadline: T0 + 5 }, Ok((Status::Processing, None))).unwrap();
-        assert_eq!(t.call.last_attempt_at, Some(T0 + 1000));
-        assert_eq!(t.call.callback_deadline, Some(T0 + 5));
+    fn dispatch_takes_a_queued_call_in_flight_and_starts_its_attempt() {
+        let t = check(&call_in(Status::Initiated, 1), DISPATCH, Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.state, CallState::Processing { deadline: T0 + 1000 + TIMEOUT });
+        assert_eq!(t.call.attempts, vec![Attempt { attempt: 1, dialled_at: T0 + 1000, ..Attempt::default() }]);
+        assert_eq!(t.call.last_attempt_at(), Some(T0 + 1000));
+        assert!(t.dials(&call_in(Status::Initiated, 1)));
         for status in [Status::Processing, Status::Retrying, Status::Picked, Status::Cancelled] {
-            check(&call_in(status, 1), Input::Dispatch { callback_deadline: T0 }, Err(Refusal::Stale));
+            check(&call_in(status, 1), DISPATCH, Err(Refusal::Stale));
         }
     }
 
     #[test]
-    fn picked_is_final_and_counts_duration() {
+    fn dispatch_gates_the_campaign_and_the_do_not_call_list() {
+        let queued = call_in(Status::Initiated, 1);
+        check_in(CampaignStatus::Paused, &queued, DISPATCH, Err(Refusal::CampaignPaused));
+        check_in(CampaignStatus::Stopped, &queued, DISPATCH, Ok((Status::Cancelled, Some("Campaign stopped"))));
+        let listed = Event::Dispatch { number: NumberFacts { do_not_call: true, recent_dials: &[] } };
+        let t = check(&queued, listed, Ok((Status::Cancelled, Some("Number is on the do-not-call list")))).unwrap();
+        assert_eq!(t.call.state, CallState::Cancelled { reason: CancelReason::DoNotCall });
+    }
+
+    #[test]
+    fn picked_is_final_and_records_the_attempt() {
         let t = check(&call_in(Status::Processing, 1), callback(Outcome::Picked), Ok((Status::Picked, None))).unwrap();
         assert_eq!(t.call.total_call_time, 30);
-        assert_eq!(t.call.last_outcome, Some(Outcome::Picked));
+        assert_eq!(t.call.last_outcome(), Some(Outcome::Picked));
         assert!(t.counters.contains(&(Counter::Picked, 1)) && t.counters.contains(&(Counter::CallDurationSeconds, 30)));
-        assert_eq!(t.applied.unwrap().resulting_status, Status::Picked);
+        let attempt = &t.call.attempts[0];
+        assert_eq!((attempt.outcome, attempt.call_duration, attempt.ended_at), (Some(Outcome::Picked), Some(30), Some(T0 + 1000)));
+        assert_eq!(t.answer.unwrap().result.status, Status::Picked);
     }
 
     #[test]
     fn retryable_outcomes_retry_until_attempts_run_out() {
         for outcome in [Outcome::Disconnected, Outcome::Rnr, Outcome::Failed] {
             let t = check(&call_in(Status::Processing, 1), callback(outcome), Ok((Status::Retrying, None))).unwrap();
-            assert_eq!(t.call.next_retry_at, Some(T0 + 1000 + HOUR));
-            assert_eq!(t.call.last_outcome, Some(outcome));
+            assert_eq!(t.call.next_retry_at(), Some(T0 + 1000 + HOUR));
+            assert_eq!(t.call.last_outcome(), Some(outcome));
             check(&call_in(Status::Processing, 3), callback(outcome), Ok((Status::Failed, Some("Max retry attempts reached (3)"))));
         }
     }
@@ -375,49 +543,69 @@ mod tests {
         let first = check(&call_in(Status::Processing, 1), callback(Outcome::Rnr), Ok((Status::Retrying, None))).unwrap();
         let repeat = check(&first.call, callback(Outcome::Rnr), Ok((Status::Retrying, None))).unwrap();
         assert!(!repeat.changed && repeat.counters.is_empty());
-        assert_eq!(repeat.applied, first.applied);
+        assert_eq!(repeat.answer, first.answer);
         // Another outcome for the same attempt: the call is no longer awaiting one.
         check(&first.call, callback(Outcome::Picked), Err(Refusal::NotAwaitingOutcome { status: Status::Retrying }));
-        // After the retry is dialled, attempt 1's callback is late.
-        let mut second = call_in(Status::Processing, 2);
-        second.last_applied = first.call.last_applied.clone();
-        let late = Input::Callback { outcome: Outcome::Picked, attempt: Some(1), external_call_id: None, duration_seconds: None };
+        // After the retry is dialled, a different outcome for attempt 1 is late; its exact repeat
+        // still answers the same.
+        let second = call_in(Status::Processing, 2);
+        let late = Event::Callback { outcome: Outcome::Picked, attempt: Some(1), external_call_id: None, duration_seconds: None };
         check(&second, late, Err(Refusal::WrongAttempt { current: 2, given: 1 }));
-        // Final calls refuse new outcomes.
+        let repeat = Event::Callback { outcome: Outcome::Rnr, attempt: Some(1), external_call_id: None, duration_seconds: None };
+        assert!(!check(&second, repeat, Ok((Status::Processing, None))).unwrap().changed);
         check(&call_in(Status::Picked, 1), callback(Outcome::Rnr), Err(Refusal::NotAwaitingOutcome { status: Status::Picked }));
         check(&call_in(Status::Initiated, 1), callback(Outcome::Rnr), Err(Refusal::NotAwaitingOutcome { status: Status::Initiated }));
     }
 
     #[test]
-    fn external_call_id_identifies_the_attempt() {
+    fn external_ids_identify_attempts_and_unknown_ones_name_the_current() {
         let mut call = call_in(Status::Processing, 2);
-        call.external_call_id = Some("ext-2".into());
-        let stale = Input::Callback { outcome: Outcome::Rnr, attempt: None, external_call_id: Some("ext-1"), duration_seconds: None };
-        check(&call, stale, Err(Refusal::WrongExternalId));
-        let current = Input::Callback { outcome: Outcome::Rnr, attempt: None, external_call_id: Some("ext-2"), duration_seconds: None };
-        check(&call, current, Ok((Status::Retrying, None)));
+        call.attempts[0].external_call_id = Some("ext-1".into());
+        call.attempts[0].outcome = Some(Outcome::Rnr);
+        // Attempt 2's dial was not answered yet: an id of attempt 1 is not applied to attempt 2.
+        let earlier = Event::Callback { outcome: Outcome::Picked, attempt: None, external_call_id: Some("ext-1"), duration_seconds: None };
+        check(&call, earlier, Err(Refusal::WrongAttempt { current: 2, given: 1 }));
+        let contradicting = Event::Callback { outcome: Outcome::Picked, attempt: Some(2), external_call_id: Some("ext-1"), duration_seconds: None };
+        check(&call, contradicting, Err(Refusal::WrongAttempt { current: 1, given: 2 }));
+        // An id nobody has seen (the reference system's clients send their own) is applied and recorded.
+        let foreign = Event::Callback { outcome: Outcome::Picked, attempt: None, external_call_id: Some("postman-7"), duration_seconds: None };
+        let t = check(&call, foreign, Ok((Status::Picked, None))).unwrap();
+        assert_eq!(t.call.attempts[1].external_call_id.as_deref(), Some("postman-7"));
     }
 
     #[test]
     fn provider_answer_may_come_after_the_callback() {
         let done = check(&call_in(Status::Processing, 1), callback(Outcome::Picked), Ok((Status::Picked, None))).unwrap();
-        let t = check(&done.call, Input::ProviderAccepted { attempt: 1, external_call_id: Some("ext") }, Ok((Status::Picked, None))).unwrap();
-        assert_eq!(t.call.external_call_id.as_deref(), Some("ext"));
-        check(&t.call, Input::ProviderAccepted { attempt: 1, external_call_id: Some("ext") }, Err(Refusal::Stale));
-        check(&done.call, Input::ProviderRefused { attempt: 1, reason: "x" }, Err(Refusal::Stale));
-        check(&done.call, Input::TransportFailed { attempt: 1, reason: "x" }, Err(Refusal::Stale));
+        let t = check(&done.call, Event::ProviderAccepted { attempt: 1, external_call_id: Some("ext") }, Ok((Status::Picked, None))).unwrap();
+        assert_eq!(t.call.external_call_id(), Some("ext"));
+        assert_eq!(t.call.attempts[0].provider_answered_at, Some(T0 + 1000));
+        check(&t.call, Event::ProviderAccepted { attempt: 1, external_call_id: Some("ext") }, Err(Refusal::Stale));
+        check(&done.call, Event::ProviderRefused { attempt: 1, reason: "x" }, Err(Refusal::Stale));
+        check(&done.call, Event::TransportFailed { attempt: 1, reason: "x" }, Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn progress_reports_never_reopen_an_ended_attempt() {
+        let ringing = Event::ProviderProgress { attempt: 1, status: "ringing" };
+        let t = check(&call_in(Status::Processing, 1), ringing, Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.attempts[0].provider_status.as_deref(), Some("ringing"));
+        check(&t.call, ringing, Err(Refusal::Stale));
+        let done = check(&t.call, callback(Outcome::Picked), Ok((Status::Picked, None))).unwrap();
+        check(&done.call, Event::ProviderProgress { attempt: 1, status: "in-progress" }, Err(Refusal::Stale));
     }
 
     #[test]
     fn provider_refusal_is_final_and_transport_failure_is_a_failed_outcome_with_a_dead_letter() {
-        check(
-            &call_in(Status::Processing, 1),
-            Input::ProviderRefused { attempt: 1, reason: "400 bad number" },
-            Ok((Status::Failed, Some("Provider refused the call: 400 bad number"))),
-        );
         let t = check(
             &call_in(Status::Processing, 1),
-            Input::TransportFailed { attempt: 1, reason: "connection refused" },
+            Event::ProviderRefused { attempt: 1, reason: "400 bad number" },
+            Ok((Status::Failed, Some("Provider refused the call: 400 bad number"))),
+        )
+        .unwrap();
+        assert_eq!(t.call.attempts[0].error.as_deref(), Some("Provider refused the call: 400 bad number"));
+        let t = check(
+            &call_in(Status::Processing, 1),
+            Event::TransportFailed { attempt: 1, reason: "connection refused" },
             Ok((Status::Retrying, Some("Provider unreachable: connection refused"))),
         )
         .unwrap();
@@ -425,30 +613,42 @@ mod tests {
         assert!(t.counters.contains(&(Counter::DeadLetters, 1)) && t.counters.contains(&(Counter::Failed, 1)));
         check(
             &call_in(Status::Processing, 3),
-            Input::TransportFailed { attempt: 3, reason: "timeout" },
+            Event::TransportFailed { attempt: 3, reason: "timeout" },
             Ok((Status::Failed, Some("Provider unreachable: timeout; Max retry attempts reached (3)"))),
         );
-        check(&call_in(Status::Processing, 2), Input::ProviderRefused { attempt: 1, reason: "x" }, Err(Refusal::Stale));
+        check(&call_in(Status::Processing, 2), Event::ProviderRefused { attempt: 1, reason: "x" }, Err(Refusal::Stale));
     }
 
     #[test]
-    fn callback_timeout_counts_as_failed_outcome() {
-        check(&call_in(Status::Processing, 1), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Ok((Status::Retrying, Some("No callback within 10m"))));
-        check(
-            &call_in(Status::Processing, 3),
-            Input::CallbackTimeout { attempt: 3, timeout: "10m" },
-            Ok((Status::Failed, Some("No callback within 10m; Max retry attempts reached (3)"))),
-        );
-        check(&call_in(Status::Processing, 2), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Err(Refusal::Stale));
-        check(&call_in(Status::Picked, 1), Input::CallbackTimeout { attempt: 1, timeout: "10m" }, Err(Refusal::Stale));
+    fn callback_timeout_applies_only_to_the_deadline_it_was_armed_for() {
+        let timeout = |armed_for| Event::CallbackTimeout { armed_for, timeout: "10m" };
+        check(&call_in(Status::Processing, 1), timeout(T0 + TIMEOUT), Ok((Status::Retrying, Some("No callback within 10m"))));
+        check(&call_in(Status::Processing, 3), timeout(T0 + TIMEOUT), Ok((Status::Failed, Some("No callback within 10m; Max retry attempts reached (3)"))));
+        check(&call_in(Status::Processing, 2), timeout(T0 + TIMEOUT - 1), Err(Refusal::Stale));
+        check(&call_in(Status::Picked, 1), timeout(T0 + TIMEOUT), Err(Refusal::Stale));
     }
 
     #[test]
     fn due_retry_requeues_with_the_next_attempt() {
-        let t = check(&call_in(Status::Retrying, 1), Input::RetryDue, Ok((Status::Initiated, None))).unwrap();
-        assert_eq!(t.call.attempt_count, 2);
+        let t = check(&call_in(Status::Retrying, 1), Event::RetryDue { armed_for: T0 + HOUR, queue_seq: 9 }, Ok((Status::Initiated, None))).unwrap();
+        assert_eq!((t.call.attempt_count, t.call.state.clone()), (2, CallState::Initiated { queue_seq: 9, hold: None }));
         assert!(t.counters.contains(&(Counter::Retries, 1)));
-        check(&call_in(Status::Initiated, 1), Input::RetryDue, Err(Refusal::Stale));
+        check(&call_in(Status::Retrying, 1), Event::RetryDue { armed_for: T0, queue_seq: 9 }, Err(Refusal::Stale));
+        check(&call_in(Status::Initiated, 1), Event::RetryDue { armed_for: T0 + HOUR, queue_seq: 9 }, Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn a_stopped_campaign_ends_calls_instead_of_retrying_them() {
+        // The outcome of a call in flight when the campaign was stopped is recorded, then the call ends.
+        let t = check_in(CampaignStatus::Stopped, &call_in(Status::Processing, 1), callback(Outcome::Rnr), Ok((Status::Cancelled, Some("Campaign stopped"))))
+            .unwrap();
+        assert_eq!(t.call.attempts[0].outcome, Some(Outcome::Rnr));
+        assert_eq!(t.answer.unwrap().result, AttemptResult { status: Status::Cancelled, next_retry_at: None });
+        check_in(CampaignStatus::Stopped, &call_in(Status::Processing, 1), callback(Outcome::Picked), Ok((Status::Picked, None)));
+        let timeout = Event::CallbackTimeout { armed_for: T0 + TIMEOUT, timeout: "10m" };
+        check_in(CampaignStatus::Stopped, &call_in(Status::Processing, 1), timeout, Ok((Status::Cancelled, Some("Campaign stopped"))));
+        let due = Event::RetryDue { armed_for: T0 + HOUR, queue_seq: 9 };
+        check_in(CampaignStatus::Stopped, &call_in(Status::Retrying, 1), due, Ok((Status::Cancelled, Some("Campaign stopped"))));
     }
 
     #[test]
@@ -459,36 +659,55 @@ mod tests {
             "test.yaml",
         )
         .unwrap();
-        let ctx = RetryContext { rules: &rules, timezone: None };
+        let campaign = campaign(CampaignStatus::Active);
+        let zones = [TimeZone::UTC];
+        let context = Context { campaign: &campaign, zones: &zones, rules: &rules, callback_timeout_ms: TIMEOUT };
         let friday_16 = jiff::Timestamp::from_second(1_780_675_200).unwrap().as_millisecond(); // 2026-06-05T16:00:00Z
         let mut call = call_in(Status::Retrying, 1);
-        call.next_retry_at = Some(friday_16);
+        call.state = CallState::Retrying { next_retry_at: friday_16 };
+        let due = Event::RetryDue { armed_for: friday_16, queue_seq: 5 };
         // On time: dialled.
-        let t = step(&call, Input::RetryDue, friday_16 + 500, &ctx).unwrap();
-        assert_eq!(t.call.status, Status::Initiated);
+        assert_eq!(step(&call, due, friday_16 + 500, &context).unwrap().call.status(), Status::Initiated);
         // Found at 20:00 after downtime: moved to Monday 09:00, still RETRYING.
-        let friday_20 = friday_16 + 4 * HOUR;
-        let t = step(&call, Input::RetryDue, friday_20, &ctx).unwrap();
-        assert_eq!(t.call.status, Status::Retrying);
-        assert_eq!(t.call.next_retry_at, Some(friday_16 + (3 * 24 - 7) * HOUR));
+        let t = step(&call, due, friday_16 + 4 * HOUR, &context).unwrap();
+        assert_eq!(t.call.state, CallState::Retrying { next_retry_at: friday_16 + (3 * 24 - 7) * HOUR });
         // Found late but inside the window: dialled at once.
-        let t = step(&call, Input::RetryDue, friday_16 + HOUR / 2, &ctx).unwrap();
-        assert_eq!((t.call.status, t.call.attempt_count), (Status::Initiated, 2));
+        let t = step(&call, due, friday_16 + HOUR / 2, &context).unwrap();
+        assert_eq!((t.call.status(), t.call.attempt_count), (Status::Initiated, 2));
     }
 
     #[test]
-    fn stop_cancels_only_waiting_calls() {
-        check(&call_in(Status::Initiated, 1), Input::Cancel, Ok((Status::Cancelled, Some("Campaign stopped"))));
-        check(&call_in(Status::Retrying, 2), Input::Cancel, Ok((Status::Cancelled, Some("Campaign stopped"))));
+    fn a_held_call_resumes_only_at_the_instant_it_was_held_for() {
+        let mut call = call_in(Status::Initiated, 1);
+        call.state = CallState::Initiated { queue_seq: 3, hold: Some(Hold { reason: HoldReason::ContactCap, until: T0 + 500 }) };
+        check(&call, DISPATCH, Err(Refusal::Stale));
+        check(&call, Event::HoldExpired { armed_for: T0 + 400 }, Err(Refusal::Stale));
+        let t = check(&call, Event::HoldExpired { armed_for: T0 + 500 }, Ok((Status::Initiated, None))).unwrap();
+        assert_eq!(t.call.state, CallState::Initiated { queue_seq: 3, hold: None });
+        check_in(CampaignStatus::Stopped, &call, Event::HoldExpired { armed_for: T0 + 500 }, Ok((Status::Cancelled, Some("Campaign stopped"))));
+    }
+
+    #[test]
+    fn cancel_ends_only_waiting_calls() {
+        let stop = Event::Cancel { reason: CancelReason::CampaignStopped };
+        check(&call_in(Status::Initiated, 1), stop, Ok((Status::Cancelled, Some("Campaign stopped"))));
+        check(
+            &call_in(Status::Retrying, 2),
+            Event::Cancel { reason: CancelReason::DoNotCall },
+            Ok((Status::Cancelled, Some("Number is on the do-not-call list"))),
+        );
         for status in [Status::Processing, Status::Picked, Status::Failed] {
-            check(&call_in(status, 1), Input::Cancel, Err(Refusal::Stale));
+            check(&call_in(status, 1), stop, Err(Refusal::Stale));
         }
     }
 
     #[test]
     fn replay_gives_a_failed_call_one_more_attempt() {
-        let t = check(&call_in(Status::Failed, 3), Input::Replay, Ok((Status::Initiated, None))).unwrap();
+        let t = check(&call_in(Status::Failed, 3), Event::Replay { queue_seq: 8 }, Ok((Status::Initiated, None))).unwrap();
         assert_eq!((t.call.attempt_count, t.call.max_attempts), (4, 4));
-        assert!(matches!(step(&call_in(Status::Retrying, 1), Input::Replay, T0, &RetryContext { rules: &rules(), timezone: None }), Err(Refusal::Conflict(_))));
+        let refused = Err(Refusal::Conflict("Call is RETRYING; only a FAILED call can be replayed".into()));
+        check(&call_in(Status::Retrying, 1), Event::Replay { queue_seq: 8 }, refused);
+        let stopped = Err(Refusal::Conflict("Cannot replay: the campaign is stopped".into()));
+        check_in(CampaignStatus::Stopped, &call_in(Status::Failed, 3), Event::Replay { queue_seq: 8 }, stopped);
     }
 }

@@ -1,5 +1,6 @@
-//! Domain types (calls, campaigns, numbers, dead letters) and their versioned storage encoding.
-//! This module knows nothing about HTTP, threads or redb tables: it only defines values.
+//! Domain values: calls (a state enum with its attempt history), campaigns and their transition
+//! table, numbers, do-not-call entries, dead letters. Knows nothing about HTTP, threads or
+//! storage tables; the stored encoding of these values lives in `core::codec`.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -56,7 +57,8 @@ impl Outcome {
     }
 }
 
-/// A call's lifecycle state (DESIGN §2). The numeric codes are stored in index keys: never renumber.
+/// A call's lifecycle status as the API shows it. The numeric codes are stored in index keys:
+/// never renumber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
@@ -95,13 +97,123 @@ impl Status {
     }
 }
 
-/// The outcome that was applied to an attempt, kept so that a repeated callback answers the same.
+/// Why a queued call is not dialled although its turn came. (A paused campaign holds all its
+/// queued calls without touching them; that reason is the campaign's, not the call's.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HoldReason {
+    /// Outside calling hours in the callee's local time; dialable at the next opening.
+    OutsideCallingHours,
+    /// The number was dialled as often as the contact limit allows in its rolling window.
+    ContactCap,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::OutsideCallingHours => "outside_calling_hours",
+            HoldReason::ContactCap => "contact_cap",
+        }
+    }
+}
+
+/// A hold on a queued call: it keeps its queue position and becomes dialable at `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: HoldReason,
+    pub until: Millis,
+}
+
+/// Why a call was cancelled before it was dialled (again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    CampaignStopped,
+    DoNotCall,
+}
+
+impl CancelReason {
+    /// The call's `error_message`.
+    pub fn message(self) -> &'static str {
+        match self {
+            CancelReason::CampaignStopped => "Campaign stopped",
+            CancelReason::DoNotCall => "Number is on the do-not-call list",
+        }
+    }
+}
+
+/// Where a call is in its lifecycle, with exactly the fields that state needs: a queued call has
+/// a queue position, a call in flight has a callback deadline, a retrying one its due time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppliedOutcome {
+pub enum CallState {
+    /// Accepted and durable, waiting in its campaign's queue at `queue_seq` for a slot; `hold`
+    /// when a dialling gate was closed at its turn.
+    Initiated {
+        queue_seq: u64,
+        hold: Option<Hold>,
+    },
+    /// Attempt `attempt_count` is with the provider and holds a slot until its outcome, or until
+    /// `deadline` passes without one.
+    Processing {
+        deadline: Millis,
+    },
+    /// The last attempt failed with a retryable outcome; dialled again at `next_retry_at`.
+    Retrying {
+        next_retry_at: Millis,
+    },
+    Picked,
+    Failed,
+    Cancelled {
+        reason: CancelReason,
+    },
+}
+
+impl CallState {
+    pub fn status(&self) -> Status {
+        match self {
+            CallState::Initiated { .. } => Status::Initiated,
+            CallState::Processing { .. } => Status::Processing,
+            CallState::Retrying { .. } => Status::Retrying,
+            CallState::Picked => Status::Picked,
+            CallState::Failed => Status::Failed,
+            CallState::Cancelled { .. } => Status::Cancelled,
+        }
+    }
+}
+
+/// One dialled attempt: the audit trail of "when exactly did you call me, and what happened".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
     pub attempt: u32,
-    pub outcome: Outcome,
-    pub resulting_status: Status,
+    /// When the attempt was committed PROCESSING (the dial request is sent right after).
+    pub dialled_at: Millis,
+    /// When the provider accepted the dial request.
+    pub provider_answered_at: Option<Millis>,
+    /// The provider's id for this attempt (from its answer or its callback).
+    pub external_call_id: Option<String>,
+    /// The provider's last progress report before the outcome (e.g. Twilio's `ringing`).
+    pub provider_status: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Seconds of conversation, as the provider reported it.
+    pub call_duration: Option<u64>,
+    /// When the outcome (or the failure that ended the attempt) was recorded.
+    pub ended_at: Option<Millis>,
+    /// Why the attempt ended without a provider outcome, or what the provider said when refusing.
+    pub error: Option<String>,
+    /// What the outcome did to the call, so that a repeated callback answers the same.
+    pub result: Option<AttemptResult>,
+}
+
+/// The effect of an attempt's outcome on its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptResult {
+    pub status: Status,
     pub next_retry_at: Option<Millis>,
+}
+
+impl Attempt {
+    pub fn is_ended(&self) -> bool {
+        self.ended_at.is_some()
+    }
 }
 
 /// One call: one phone number dialled up to `max_attempts` times until it is answered.
@@ -109,30 +221,99 @@ pub struct AppliedOutcome {
 pub struct Call {
     pub call_id: CallId,
     pub campaign_id: CampaignId,
-    /// Normalised E.164.
+    /// E.164.
     pub phone_number: String,
     /// The callee's own IANA timezone, copied from the campaign's number list at creation.
     pub timezone: Option<String>,
-    pub status: Status,
-    /// The provider's last reported outcome, kept across retries.
-    pub last_outcome: Option<Outcome>,
-    /// The current attempt, 1-based: it is the attempt in flight while PROCESSING.
+    pub state: CallState,
+    /// The current attempt, 1-based: queued, in flight, or the last one that ended.
     pub attempt_count: u32,
     pub max_attempts: u32,
     pub created_at: Millis,
     pub updated_at: Millis,
-    pub last_attempt_at: Option<Millis>,
-    pub next_retry_at: Option<Millis>,
     /// Sum of `call_duration` over all attempts, in seconds.
     pub total_call_time: u64,
-    pub external_call_id: Option<String>,
     pub error_message: Option<String>,
-    /// Position in the ready queue while INITIATED (assigned by the store).
-    pub queue_seq: Option<u64>,
-    /// When the callback timeout fires while PROCESSING.
-    pub callback_deadline: Option<Millis>,
-    /// What the last callback did, for idempotent repeats.
-    pub last_applied: Option<AppliedOutcome>,
+    /// Every dialled attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+impl Call {
+    pub fn status(&self) -> Status {
+        self.state.status()
+    }
+
+    /// The history entry of attempt `n`, if it was dialled.
+    pub fn attempt(&self, n: u32) -> Option<&Attempt> {
+        self.attempts.iter().rev().find(|a| a.attempt == n)
+    }
+
+    pub fn attempt_mut(&mut self, n: u32) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().rev().find(|a| a.attempt == n)
+    }
+
+    /// The provider's last reported outcome, kept across retries.
+    pub fn last_outcome(&self) -> Option<Outcome> {
+        self.attempts.iter().rev().find_map(|a| a.outcome)
+    }
+
+    /// The provider's id of the latest attempt that has one.
+    pub fn external_call_id(&self) -> Option<&str> {
+        self.attempts.iter().rev().find_map(|a| a.external_call_id.as_deref())
+    }
+
+    pub fn last_attempt_at(&self) -> Option<Millis> {
+        self.attempts.last().map(|a| a.dialled_at)
+    }
+
+    pub fn next_retry_at(&self) -> Option<Millis> {
+        match self.state {
+            CallState::Retrying { next_retry_at } => Some(next_retry_at),
+            _ => None,
+        }
+    }
+
+    pub fn hold(&self) -> Option<Hold> {
+        match self.state {
+            CallState::Initiated { hold, .. } => hold,
+            _ => None,
+        }
+    }
+
+    /// Where the scheduler keeps this call.
+    pub fn placement(&self) -> Placement {
+        match self.state {
+            CallState::Initiated { queue_seq, hold: None } => Placement::Queued { seq: queue_seq },
+            CallState::Initiated { queue_seq, hold: Some(hold) } => Placement::Held { seq: queue_seq, until: hold.until },
+            CallState::Processing { deadline } => Placement::InFlight { deadline },
+            CallState::Retrying { next_retry_at } => Placement::Waiting { at: next_retry_at },
+            CallState::Picked | CallState::Failed | CallState::Cancelled { .. } => Placement::Nowhere,
+        }
+    }
+}
+
+/// Where a call sits in the scheduler's structures, derived from its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// New, or final: in no queue.
+    Nowhere,
+    /// Queued and dialable: in the ready queue at this position.
+    Queued { seq: u64 },
+    /// Queued but held until `until` (keeps its position `seq`).
+    Held { seq: u64, until: Millis },
+    /// In flight: holds a slot until the outcome or this deadline.
+    InFlight { deadline: Millis },
+    /// Retrying: due at this instant.
+    Waiting { at: Millis },
+}
+
+/// What one committed record change means for the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallChange {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub before: Placement,
+    pub after: Placement,
 }
 
 /// A campaign's dialling state. `is_active` in the API is `status == Active`.
@@ -143,7 +324,7 @@ pub enum CampaignStatus {
     Active,
     /// Accepts calls but holds them: nothing is dialled until it is resumed.
     Paused,
-    /// Final: refuses new calls; its queued and retrying calls were cancelled.
+    /// Final: refuses new calls; its waiting calls are cancelled, outcomes end calls.
     Stopped,
 }
 
@@ -154,6 +335,33 @@ impl CampaignStatus {
             CampaignStatus::Paused => "paused",
             CampaignStatus::Stopped => "stopped",
         }
+    }
+
+    /// The one transition table of campaigns, used by the action endpoints and by PATCH
+    /// `is_active` alike. Repeating the current state is allowed; a stopped campaign stays stopped.
+    pub fn apply(self, action: CampaignAction) -> Result<CampaignStatus, &'static str> {
+        match (self, action) {
+            (CampaignStatus::Stopped, CampaignAction::Stop) => Ok(CampaignStatus::Stopped),
+            (CampaignStatus::Stopped, CampaignAction::Pause | CampaignAction::Resume) => Err("Campaign is stopped and cannot be paused or resumed"),
+            (_, CampaignAction::Pause) => Ok(CampaignStatus::Paused),
+            (_, CampaignAction::Resume) => Ok(CampaignStatus::Active),
+            (_, CampaignAction::Stop) => Ok(CampaignStatus::Stopped),
+        }
+    }
+}
+
+/// What an operator can do to a campaign's dialling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CampaignAction {
+    Pause,
+    Resume,
+    Stop,
+}
+
+impl CampaignAction {
+    /// PATCH `is_active: true|false` means resume or pause.
+    pub fn from_is_active(is_active: bool) -> CampaignAction {
+        if is_active { CampaignAction::Resume } else { CampaignAction::Pause }
     }
 }
 
@@ -169,6 +377,10 @@ pub struct Campaign {
     pub max_attempts: Option<u32>,
     /// This campaign's own cap on calls in flight (the global cap always applies too).
     pub max_concurrent_calls: Option<u32>,
+    /// Region (ISO 3166 alpha-2) for numbers written in national format; the config's when absent.
+    pub default_region: Option<String>,
+    /// Caller id presented to callees (providers that take one); the provider config's when absent.
+    pub caller_id: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -183,6 +395,13 @@ impl Campaign {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NumberEntry {
     pub timezone: Option<String>,
+    pub added_at: Millis,
+}
+
+/// A do-not-call entry (the key is `(scope, e164)`; scope 0 is global, else a campaign id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DncEntry {
+    pub reason: Option<String>,
     pub added_at: Millis,
 }
 
@@ -205,45 +424,9 @@ pub fn to_timestamp(ms: Millis) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
-/// RFC 3339 UTC text of a stored instant.
+/// RFC 3339 UTC text of a stored instant, always with millisecond precision.
 pub fn rfc3339(ms: Millis) -> String {
-    to_timestamp(ms).to_string()
-}
-
-/// Record encoding: one format-version byte, then the record in postcard.
-///
-/// A later release that changes a record keeps the old struct as `…V1`, bumps the version, and
-/// converts on decode; `tests/store_format.rs` opens a file written by every earlier format.
-pub mod codec {
-    use serde::{Serialize, de::DeserializeOwned};
-
-    /// The record format this build writes.
-    pub const RECORD_FORMAT: u8 = 1;
-
-    #[derive(Debug, thiserror::Error)]
-    pub enum CodecError {
-        #[error("empty record")]
-        Empty,
-        #[error("record format {0} is newer than this build understands (max {RECORD_FORMAT})")]
-        UnknownFormat(u8),
-        #[error("record does not decode: {0}")]
-        Corrupt(#[from] postcard::Error),
-    }
-
-    pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT];
-        // Encoding plain in-memory structs into a Vec cannot fail.
-        out.extend(postcard::to_allocvec(value).expect("records always encode"));
-        out
-    }
-
-    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        match bytes.split_first() {
-            None => Err(CodecError::Empty),
-            Some((&RECORD_FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
-            Some((&other, _)) => Err(CodecError::UnknownFormat(other)),
-        }
-    }
+    to_timestamp(ms).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 #[cfg(test)]
@@ -260,23 +443,54 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_reject_unknown_formats() {
-        let campaign = Campaign {
-            id: 7,
-            name: "Q1".into(),
-            description: String::new(),
-            status: CampaignStatus::Paused,
-            timezone: Some("Europe/London".into()),
-            max_attempts: Some(4),
-            max_concurrent_calls: None,
-            created_at: 1,
-            updated_at: 2,
+    fn campaign_transition_table() {
+        use CampaignAction::*;
+        use CampaignStatus::*;
+        let table = [
+            (Active, Pause, Ok(Paused)),
+            (Active, Resume, Ok(Active)),
+            (Active, Stop, Ok(Stopped)),
+            (Paused, Pause, Ok(Paused)),
+            (Paused, Resume, Ok(Active)),
+            (Paused, Stop, Ok(Stopped)),
+            (Stopped, Stop, Ok(Stopped)),
+            (Stopped, Pause, Err(())),
+            (Stopped, Resume, Err(())),
+        ];
+        for (from, action, expected) in table {
+            assert_eq!(from.apply(action).map_err(|_| ()), expected, "{from:?} + {action:?}");
+        }
+        assert_eq!(CampaignAction::from_is_active(false), Pause);
+    }
+
+    #[test]
+    fn timestamps_have_millisecond_precision() {
+        assert_eq!(rfc3339(1_780_000_000_000), "2026-05-28T20:26:40.000Z");
+        assert_eq!(rfc3339(1_780_000_000_123), "2026-05-28T20:26:40.123Z");
+    }
+
+    #[test]
+    fn placement_follows_the_state() {
+        let mut call = Call {
+            call_id: CallId(1),
+            campaign_id: 1,
+            phone_number: "+14155550101".into(),
+            timezone: None,
+            state: CallState::Initiated { queue_seq: 7, hold: None },
+            attempt_count: 1,
+            max_attempts: 3,
+            created_at: 0,
+            updated_at: 0,
+            total_call_time: 0,
+            error_message: None,
+            attempts: vec![],
         };
-        let bytes = codec::encode(&campaign);
-        assert_eq!(codec::decode::<Campaign>(&bytes).unwrap(), campaign);
-        let mut future = bytes.clone();
-        future[0] = 9;
-        assert!(matches!(codec::decode::<Campaign>(&future), Err(codec::CodecError::UnknownFormat(9))));
-        assert!(codec::decode::<Campaign>(&[]).is_err());
+        assert_eq!(call.placement(), Placement::Queued { seq: 7 });
+        call.state = CallState::Initiated { queue_seq: 7, hold: Some(Hold { reason: HoldReason::ContactCap, until: 9 }) };
+        assert_eq!(call.placement(), Placement::Held { seq: 7, until: 9 });
+        call.state = CallState::Processing { deadline: 5 };
+        assert_eq!(call.placement(), Placement::InFlight { deadline: 5 });
+        call.state = CallState::Cancelled { reason: CancelReason::DoNotCall };
+        assert_eq!((call.placement(), call.status()), (Placement::Nowhere, Status::Cancelled));
     }
 }

@@ -489,6 +489,13 @@ pub struct RetryRules {
     ignored_keys: Vec<String>,
 }
 
+/// At most `max_attempts` dials of one number in any rolling `window`, across campaigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContactLimits {
+    pub max_attempts: u32,
+    pub window: SignedDuration,
+}
+
 /// What [`RetryRules::next_retry`] is asked.
 #[derive(Clone, Debug)]
 pub struct RetryQuery<'a> {
@@ -667,6 +674,17 @@ impl RetryRules {
             return Some(at);
         }
         rules.first_eligible_at_or_after(timezone.unwrap_or(&self.timezone), at, attempt).map(|found| found.at)
+    }
+
+    /// The first instant at or after `at` inside calling hours in every zone. Calling hours are
+    /// not configurable yet, so every instant is inside.
+    pub fn calling_hours_open_at(&self, _campaign_id: u64, _zones: &[TimeZone], at: Timestamp) -> Option<Timestamp> {
+        Some(at)
+    }
+
+    /// The per-number contact limit, if any (none can be configured yet).
+    pub fn contact_limits(&self) -> Option<ContactLimits> {
+        None
     }
 
     /// A short summary for `callmgr check-config`: one line per setting and slot, indented by two

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::core::model::{CallId, CampaignId, CampaignStatus};
-use crate::service::store::CallChange;
+use crate::core::model::{CallChange, CallId, CampaignId, CampaignStatus};
 
 /// One dial request to send: built by the writer after the call was committed PROCESSING.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +30,9 @@ pub enum Event {
     Calls(Vec<CallChange>),
     /// Calls committed PROCESSING on the scheduler's request: send these.
     Dial(Vec<DialJob>),
-    /// Calls the scheduler asked to dial that were not dialable (cancelled, campaign paused):
-    /// release their reserved slots; `requeue_seq` puts a still-INITIATED call back in the queue.
+    /// Calls the scheduler asked to dial that were not dialled (held, cancelled, campaign paused):
+    /// release their reserved slots and pacing tokens; `requeue_seq` puts a call that is still
+    /// queued and dialable (its campaign is paused) back in the queue.
     DialRefused(Vec<(CallId, CampaignId, Option<u64>)>),
     /// A campaign was created or changed.
     Campaign(CampaignInfo),

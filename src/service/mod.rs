@@ -19,6 +19,7 @@ pub mod api;
 pub mod dispatch;
 pub mod events;
 pub mod scheduler;
+pub mod seed;
 pub mod stats;
 pub mod store;
 pub mod writer;
@@ -32,7 +33,10 @@ use dispatch::ProviderClient;
 use scheduler::{Scheduler, SchedulerSettings};
 use stats::{Gauges, LiveStats};
 use store::Store;
-use writer::WriterSettings;
+use writer::{Writer, WriterSettings};
+
+/// The exit code after a storage failure (EX_SOFTWARE): systemd restarts the service.
+pub const EXIT_STORAGE_FAILURE: i32 = 70;
 
 /// A writer that has had work waiting longer than this is considered stuck (no watchdog ping).
 const WRITER_STALL_MS: i64 = 30_000;
@@ -76,7 +80,7 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
     let stats = Arc::new(LiveStats::new(clock.now_ms()));
     let rules = Arc::new(rules);
     let (events_tx, events_rx) = crossbeam_channel::bounded(config.limits.event_queue_max);
-    let (writer, writer_thread) = writer::spawn(
+    let writer_core = Writer::new(
         store.clone(),
         rules.clone(),
         clock.clone(),
@@ -93,6 +97,9 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
             cancel_chunk_max: config.limits.cancel_chunk_max,
         },
     )?;
+    // Fail-stop: after a storage error the file's state is unknown; exit so that the supervisor
+    // restarts the service and recovery starts from the last commit.
+    let (writer, writer_thread) = writer::spawn(writer_core, Box::new(|_| std::process::exit(EXIT_STORAGE_FAILURE)));
 
     // Every job in the dial channel holds a slot, so it never holds more than the limit.
     let (dial_tx, dial_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
@@ -125,7 +132,15 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
     ));
     let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
 
-    let state = AppState { writer: writer.clone(), store: store.clone(), config: config.clone(), gauges: gauges.clone(), stats, clock: clock.clone() };
+    let state = AppState {
+        writer: writer.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        rules: rules.clone(),
+        gauges: gauges.clone(),
+        stats,
+        clock: clock.clone(),
+    };
     let app = api::router(state);
     gauges.ready.store(true, Ordering::Release);
     tracing::info!(address = %bound, callback_url = %callback_url, boot_ms = boot_started.elapsed().as_millis() as u64, "callmgr listening on http://{bound}");

@@ -18,11 +18,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::core::clock::SharedClock;
-use crate::core::model::{CallId, CampaignId, CampaignStatus, Millis};
+use crate::core::model::{CallChange, CallId, CampaignId, CampaignStatus, Millis, Placement};
 use crate::core::timer_wheel::TimerWheel;
 use crate::service::events::{CampaignInfo, DialJob, Event};
 use crate::service::stats::{Gauges, LiveStats, Rate};
-use crate::service::store::{CallChange, Placement, Recovered};
+use crate::service::store::Recovered;
 use crate::service::writer::{Command, WriterHandle};
 
 /// The longest the loop sleeps, so heartbeats and clock checks happen at least this often.
@@ -36,6 +36,8 @@ const DISPATCH_BATCH_MAX: usize = 512;
 enum Timer {
     Retry(CallId),
     Deadline(CallId),
+    /// A queued call held by a dialling gate until this timer fires.
+    Hold(CallId),
 }
 
 #[derive(Default)]
@@ -83,6 +85,10 @@ impl TokenBucket {
             false
         }
     }
+    /// Gives back a token taken for a dial that did not happen.
+    fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
     fn ms_until_token(&self) -> u64 {
         if self.tokens >= 1.0 { 0 } else { ((1.0 - self.tokens) / self.rate_per_ms).ceil() as u64 }
     }
@@ -111,6 +117,7 @@ pub struct Scheduler {
     wheel: TimerWheel<Timer>,
     queued_total: u64,
     retrying_total: u64,
+    held_total: u64,
     /// Commands the writer had no room for yet.
     unsent: VecDeque<Command>,
     /// Dial jobs the workers had no room for yet (cannot happen while the channel holds `max_concurrent_calls`).
@@ -144,9 +151,10 @@ impl Scheduler {
             eligible: BTreeSet::new(),
             in_flight: HashMap::new(),
             reserved: HashMap::new(),
-            wheel: TimerWheel::with_capacity(now.max(0) as u64, recovered.in_flight.len() + recovered.retrying.len()),
+            wheel: TimerWheel::with_capacity(now.max(0) as u64, recovered.in_flight.len() + recovered.retrying.len() + recovered.held.len()),
             queued_total: 0,
             retrying_total: 0,
+            held_total: 0,
             unsent: VecDeque::new(),
             undelivered: VecDeque::new(),
             timers_backlog: false,
@@ -157,6 +165,9 @@ impl Scheduler {
         }
         for (seq, call_id, campaign_id) in recovered.ready {
             scheduler.apply_change(CallChange { call_id, campaign_id, before: Placement::Nowhere, after: Placement::Queued { seq } });
+        }
+        for (until, seq, call_id, campaign_id) in recovered.held {
+            scheduler.apply_change(CallChange { call_id, campaign_id, before: Placement::Nowhere, after: Placement::Held { seq, until } });
         }
         for (deadline, call_id, campaign_id) in recovered.in_flight {
             scheduler.apply_change(CallChange { call_id, campaign_id, before: Placement::Nowhere, after: Placement::InFlight { deadline } });
@@ -190,14 +201,19 @@ impl Scheduler {
             if self.stopping {
                 break;
             }
-            let now = self.clock.now_ms();
-            self.fire_timers(now);
-            self.flush();
-            self.fill(now);
-            self.flush();
-            self.publish(now);
+            self.turn(self.clock.now_ms());
         }
         tracing::debug!(in_flight = self.in_flight.len(), queued = self.queued_total, "scheduler stopped");
+    }
+
+    /// One turn of the loop at `now`: due timers become commands, free slots are filled, and
+    /// what is ready goes out to the writer and the workers (what does not fit waits).
+    pub fn turn(&mut self, now: Millis) {
+        self.fire_timers(now);
+        self.flush();
+        self.fill(now);
+        self.flush();
+        self.publish(now);
     }
 
     fn next_wake_ms(&mut self) -> u64 {
@@ -220,7 +236,7 @@ impl Scheduler {
         self.in_flight.len() + self.reserved.len()
     }
 
-    fn handle(&mut self, event: Event) {
+    pub fn handle(&mut self, event: Event) {
         match event {
             Event::Calls(changes) => {
                 for change in changes {
@@ -235,6 +251,7 @@ impl Scheduler {
                 for (call_id, campaign_id, requeue) in refused {
                     if self.reserved.remove(&call_id).is_some() {
                         self.release_slot(campaign_id);
+                        self.bucket.refund();
                     }
                     if let Some(seq) = requeue {
                         self.enqueue(campaign_id, seq, call_id);
@@ -284,6 +301,11 @@ impl Scheduler {
                 }
                 self.wheel.cancel(&Timer::Deadline(call_id));
             }
+            Placement::Held { .. } => {
+                if self.wheel.cancel(&Timer::Hold(call_id)).is_some() {
+                    self.held_total -= 1;
+                }
+            }
             Placement::Waiting { .. } => {
                 if self.wheel.cancel(&Timer::Retry(call_id)).is_some() {
                     self.retrying_total -= 1;
@@ -300,6 +322,10 @@ impl Scheduler {
                 }
                 self.in_flight.insert(call_id, campaign_id);
                 self.wheel.insert(Timer::Deadline(call_id), deadline.max(0) as u64);
+            }
+            Placement::Held { until, .. } => {
+                self.wheel.insert(Timer::Hold(call_id), until.max(0) as u64);
+                self.held_total += 1;
             }
             Placement::Waiting { at } => {
                 self.wheel.insert(Timer::Retry(call_id), at.max(0) as u64);
@@ -329,6 +355,7 @@ impl Scheduler {
         self.timers_backlog = self.wheel.advance_limited(now.max(0) as u64, self.settings.retry_release_max, &mut expired);
         let mut retries = Vec::new();
         let mut timeouts = Vec::new();
+        let mut holds = Vec::new();
         for (timer, at) in expired {
             match timer {
                 Timer::Retry(call_id) => {
@@ -336,7 +363,14 @@ impl Scheduler {
                     retries.push((call_id, at as Millis));
                 }
                 Timer::Deadline(call_id) => timeouts.push((call_id, at as Millis)),
+                Timer::Hold(call_id) => {
+                    self.held_total -= 1;
+                    holds.push((call_id, at as Millis));
+                }
             }
+        }
+        if !holds.is_empty() {
+            self.unsent.push_back(Command::HoldsExpired { due: holds });
         }
         if !retries.is_empty() {
             self.unsent.push_back(Command::RetriesDue { due: retries });
@@ -371,7 +405,7 @@ impl Scheduler {
     fn flush(&mut self) {
         while let Some(command) = self.unsent.pop_front() {
             if let Err(command) = self.writer.try_send(command) {
-                self.unsent.push_front(command);
+                self.unsent.push_front(*command);
                 break;
             }
         }
@@ -397,6 +431,7 @@ impl Scheduler {
         g.retrying.store(self.retrying_total, Ordering::Relaxed);
         let held: u64 = self.campaigns.values().filter(|q| q.status != Some(CampaignStatus::Active)).map(|q| q.ready.len() as u64).sum();
         g.held_paused.store(held, Ordering::Relaxed);
+        g.held_by_gates.store(self.held_total, Ordering::Relaxed);
         for (id, queue) in &self.campaigns {
             if queue.in_flight > 0 || g.campaign_in_flight(*id) > 0 {
                 g.set_campaign_in_flight(*id, queue.in_flight);

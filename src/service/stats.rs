@@ -23,7 +23,9 @@ pub struct SecondCounts {
     pub accepted: u64,
     pub dials: u64,
     pub outcomes: u64,
+    /// Calls that completed: PICKED or FAILED (cancellations are counted apart).
     pub finals: u64,
+    pub cancelled: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,7 @@ pub enum Rate {
     Dials = 1,
     Outcomes = 2,
     Finals = 3,
+    Cancelled = 4,
 }
 
 struct History {
@@ -53,6 +56,8 @@ pub struct Gauges {
     pub queue_depth: AtomicU64,
     pub retrying: AtomicU64,
     pub held_paused: AtomicU64,
+    /// Queued calls held by a dialling gate (calling hours, contact limits).
+    pub held_by_gates: AtomicU64,
     per_campaign_in_flight: Mutex<HashMap<CampaignId, u32>>,
     writer_heartbeat_ms: AtomicI64,
     scheduler_heartbeat_ms: AtomicI64,
@@ -112,8 +117,8 @@ impl Gauges {
 
 pub struct LiveStats {
     history: Mutex<History>,
-    /// Totals since start, for Prometheus counters: accepted, dials, outcomes, finals.
-    totals: [AtomicU64; 4],
+    /// Totals since start, for Prometheus counters, indexed by `Rate`.
+    totals: [AtomicU64; 5],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     latency_sum_ms: AtomicU64,
     latency_count: AtomicU64,
@@ -160,7 +165,14 @@ impl LiveStats {
             Rate::Dials => counts.dials += n,
             Rate::Outcomes => counts.outcomes += n,
             Rate::Finals => counts.finals += n,
+            Rate::Cancelled => counts.cancelled += n,
         }
+    }
+
+    /// A call reached a final status: a completion (PICKED, FAILED) or a cancellation.
+    pub fn record_final(&self, now: Millis, status: crate::core::model::Status) {
+        let rate = if status == crate::core::model::Status::Cancelled { Rate::Cancelled } else { Rate::Finals };
+        self.record(now, rate, 1);
     }
 
     pub fn total(&self, rate: Rate) -> u64 {

@@ -401,37 +401,18 @@ fn wait_ready(base: &str, since: Instant) -> Result<Duration, String> {
 
 /// Boot time and memory with `retrying` calls waiting for a retry: after a clean stop and after SIGKILL.
 pub fn boot(args: &BootArgs) -> Result<String, String> {
-    use crate::config::StorageConfig;
-    use crate::core::model::{CallId, Status};
-    use crate::service::store::{Store, WriteTables};
-
     let dir = TempDir::new();
     let data = dir.0.join("data");
-    let storage = StorageConfig { quick_repair: args.quick_repair, cache_size_bytes: 256 << 20 };
     let written = Instant::now();
-    {
-        let store = Store::open(&data, &storage).map_err(|e| e.to_string())?;
-        let now = jiff::Timestamp::now().as_millisecond();
-        let base_id: u128 = (now as u128) << 80;
-        let chunk = 50_000u64;
-        let mut made = 0u64;
-        while made < args.retrying {
-            let txn = store.begin_write().map_err(|e| e.to_string())?;
-            {
-                let mut t = WriteTables::open(&txn).map_err(|e| e.to_string())?;
-                for i in made..(made + chunk).min(args.retrying) {
-                    let mut call = crate::core::machine::new_call(CallId(base_id + i as u128), 1, format!("+1{:010}", 2_000_000_000 + i), None, 3, now);
-                    t.put_call(None, &mut call).map_err(|e| e.to_string())?;
-                    let before = call.clone();
-                    call.status = Status::Retrying;
-                    // Spread over the next week so nothing fires while booting.
-                    call.next_retry_at = Some(now + 3_600_000 + (i as i64 * 7 * 86_400_000 / args.retrying.max(1) as i64));
-                    t.put_call(Some(&before), &mut call).map_err(|e| e.to_string())?;
-                }
-            }
-            txn.commit().map_err(|e| e.to_string())?;
-            made = (made + chunk).min(args.retrying);
-        }
+    let mut seed_args = vec!["bench".to_string(), "seed".into(), "--data-dir".into(), data.display().to_string(), "--calls".into(), args.retrying.to_string()];
+    seed_args.extend(["--shape".into(), "retrying".into()]);
+    if args.quick_repair {
+        seed_args.push("--quick-repair".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = std::process::Command::new(exe).args(&seed_args).status().map_err(|e| format!("bench seed: {e}"))?;
+    if !status.success() {
+        return Err(format!("bench seed failed: {status}"));
     }
     let written = written.elapsed();
     let file_mib = std::fs::metadata(data.join("callmgr.redb")).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);

@@ -149,12 +149,13 @@ fn import_of_100000_rows_reports_each_bad_row_by_line_and_a_rerun_adds_nothing()
     assert!(first.stderr.contains("callmgr: 5 of 100000 rows rejected"), "{first:#?}");
     assert_eq!(phone_count(&server, campaign), added);
 
-    // Numbers come back normalised, with the timezone from their row (or none).
+    // Numbers come back normalised, with the timezone from their row (or the one that applies).
     let page = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/?limit=2"));
     assert_eq!(page["results"][0]["phone_number"], phone(0));
     assert_eq!(page["results"][0]["timezone"], "Europe/Berlin");
     assert_eq!(page["results"][1]["phone_number"], phone(1));
-    assert!(page["results"][1]["timezone"].is_null(), "{page}");
+    assert_eq!(page["results"][0]["timezone_source"], "given");
+    assert_ne!(page["results"][1]["timezone_source"], "given", "{page}");
 
     // The same file again: nothing is added twice, the bad rows are still bad.
     let again = import_into(&server, &path, campaign, &[]);
@@ -228,10 +229,10 @@ fn import_of_clean_headerless_and_named_column_files_exits_0() {
 
     assert_eq!(phone_count(&server, campaign), 5);
     let numbers = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/"))["results"].as_array().unwrap().clone();
-    let timezone_of = |n: &str| numbers.iter().find(|v| v["phone_number"] == n).map(|v| v["timezone"].clone()).unwrap_or_else(|| panic!("{n} listed"));
-    assert_eq!(timezone_of("+14155550101"), "America/New_York");
-    assert_eq!(timezone_of("+14155550105"), "Asia/Tokyo");
-    assert!(timezone_of("+14155550103").is_null());
+    let number = |n: &str| numbers.iter().find(|v| v["phone_number"] == n).cloned().unwrap_or_else(|| panic!("{n} listed"));
+    assert_eq!(number("+14155550101")["timezone"], "America/New_York");
+    assert_eq!(number("+14155550105")["timezone"], "Asia/Tokyo");
+    assert_ne!(number("+14155550103")["timezone_source"], "given");
 }
 
 /// A stand-in for the service: the campaign exists, and `phone-numbers/` answers from a script

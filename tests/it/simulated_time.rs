@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use callmgr::config::StorageConfig;
 use callmgr::core::clock::{ManualClock, SharedClock};
-use callmgr::core::model::{CallId, Status};
+use callmgr::core::model::{CallId, CallState, Status};
 use callmgr::core::retry::RetryRules;
 use callmgr::service::events::{DialJob, Event};
 use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
 use callmgr::service::stats::{Gauges, LiveStats};
 use callmgr::service::store::{Recovered, Store};
-use callmgr::service::writer::{self, Command, NewCampaign, WriterSettings};
+use callmgr::service::writer::{self, Command, NewCampaign, Writer, WriterSettings};
 
 const T0: i64 = 1_780_000_000_000;
 const MINUTE: i64 = 60_000;
@@ -47,7 +47,8 @@ fn timeout_and_retry_follow_the_manual_clock() {
         cancel_chunk_max: 100,
     };
     let rules = Arc::new(RetryRules::permissive());
-    let (writer, writer_thread) = writer::spawn(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings).unwrap();
+    let core = Writer::new(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings).unwrap();
+    let (writer, writer_thread) = writer::spawn(core, Box::new(|error| panic!("storage failed: {error}")));
     let (dial_tx, dial_rx) = crossbeam_channel::bounded::<DialJob>(4);
     let scheduler = Scheduler::recover(
         Recovered::default(),
@@ -71,6 +72,8 @@ fn timeout_and_retry_follow_the_manual_clock() {
                 timezone: None,
                 max_attempts: None,
                 max_concurrent_calls: None,
+                default_region: None,
+                caller_id: None,
             },
             reply,
         }))
@@ -81,14 +84,14 @@ fn timeout_and_retry_follow_the_manual_clock() {
 
     let first = dial_rx.recv_timeout(Duration::from_secs(10)).expect("attempt 1 is dialled");
     assert_eq!((first.call_id, first.attempt), (call.call_id, 1));
-    assert_eq!(status_of(call.call_id).callback_deadline, Some(T0 + 10 * MINUTE));
+    assert_eq!(status_of(call.call_id).state, CallState::Processing { deadline: T0 + 10 * MINUTE });
 
     // Ten minutes pass in an instant: the callback timeout fires and schedules the retry an hour on.
     manual.advance_ms(10 * MINUTE);
     events_tx.send(Event::Wake).unwrap();
-    let retrying = wait_for("the timeout", || Some(status_of(call.call_id)).filter(|c| c.status == Status::Retrying));
+    let retrying = wait_for("the timeout", || Some(status_of(call.call_id)).filter(|c| c.status() == Status::Retrying));
     assert_eq!(retrying.error_message.as_deref(), Some("No callback within 10m"));
-    assert_eq!(retrying.next_retry_at, Some(T0 + 70 * MINUTE));
+    assert_eq!(retrying.next_retry_at(), Some(T0 + 70 * MINUTE));
     assert!(dial_rx.try_recv().is_err(), "nothing is dialled before the retry is due");
 
     // Just before the hour nothing happens; at the hour, attempt 2 is dialled.

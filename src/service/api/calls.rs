@@ -6,17 +6,18 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
-use super::campaigns::{check_batch_size, parse_number_item};
+use super::campaigns::{campaign_region, check_batch_size};
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, read};
+use super::phones;
 use super::views::*;
-use crate::core::model::{CallId, Outcome, Status, rfc3339};
-use crate::core::phone;
-use crate::service::store::CallFilter;
-use crate::service::writer::{BulkSource, CallbackInput, Command};
+use crate::core::model::{Call, CallId, Campaign, CampaignId, Outcome, Status, rfc3339};
+use crate::protocol::api;
+use crate::service::store::{CallFilter, Reader, StoreError};
+use crate::service::writer::{BulkSource, CallbackInput, CallbackReply, Command};
 
 /// Rows the export sends per chunk.
 const EXPORT_CHUNK_ROWS: usize = 1000;
@@ -26,11 +27,13 @@ const EXPORT_CHANNEL_CHUNKS: usize = 4;
 const CALL_DURATION_MAX_SECONDS: u64 = 86_400;
 
 pub async fn initiate(State(state): State<AppState>, JsonBody(body): JsonBody<InitiateCallBody>) -> Result<impl IntoResponse, ApiError> {
-    let phone_number = phone::normalize(&body.phone_number).map_err(|m| ApiError::field("phone_number", m))?;
     let campaign_id = body.campaign_id.0;
+    let region = campaign_region(&state, campaign_id, std::iter::once(body.phone_number.as_str())).await?;
+    let phone_number = phones::parse(&state, &body.phone_number, region.as_deref()).map_err(|m| ApiError::field("phone_number", m))?;
     let call = state.writer.request(|reply| Command::InitiateCall { campaign_id, phone_number, reply }).await?;
-    tracing::info!(call_id = %call.call_id, campaign_id, phone = %phone::mask(&call.phone_number), "call accepted");
-    Ok((StatusCode::CREATED, Json(CallView::from(&call))))
+    tracing::info!(call_id = %call.call_id, campaign_id, phone = %crate::core::phone::mask(&call.phone_number), "call accepted");
+    let view = call_view(&call, None, &phones::callee_zone(&state, call.timezone.as_deref(), &call.phone_number, None));
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub async fn bulk(State(state): State<AppState>, JsonBody(body): JsonBody<BulkBody>) -> Result<impl IntoResponse, ApiError> {
@@ -42,7 +45,9 @@ pub async fn bulk(State(state): State<AppState>, JsonBody(body): JsonBody<BulkBo
             if items.is_empty() {
                 return Err(ApiError::field("phone_numbers", "phone_numbers must not be empty"));
             }
-            BulkSource::Numbers(items.iter().map(|item| parse_number_item(item).map(|(e164, _)| e164)).collect())
+            let raws = items.iter().filter_map(|v| v.as_str());
+            let region = campaign_region(&state, campaign_id, raws).await?;
+            BulkSource::Numbers(items.iter().map(|item| phones::parse_number_item(&state, item, region.as_deref()).map(|(e164, _)| e164)).collect())
         }
         (None, Some(true)) => BulkSource::CampaignNumbers,
         (None, _) => return Err(ApiError::field("phone_numbers", "phone_numbers is required unless use_campaign_numbers is true")),
@@ -52,16 +57,16 @@ pub async fn bulk(State(state): State<AppState>, JsonBody(body): JsonBody<BulkBo
     tracing::info!(campaign_id, accepted, failed = summary.failed_numbers.len(), "bulk calls accepted");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "success": true,
-            "campaign_id": campaign_id,
-            "total_requested": summary.total_requested,
-            "immediate_processed": summary.immediate_processed,
-            "queued_for_later": accepted - summary.immediate_processed,
-            "failed": summary.failed_numbers.len(),
-            "call_ids": summary.accepted.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            "failed_numbers": summary.failed_numbers.iter().map(|(p, r)| json!({"phone_number": p, "reason": r})).collect::<Vec<_>>(),
-        })),
+        Json(api::BulkAccepted {
+            success: true,
+            campaign_id,
+            total_requested: summary.total_requested,
+            immediate_processed: summary.immediate_processed,
+            queued_for_later: accepted - summary.immediate_processed,
+            failed: summary.failed_numbers.len() as u64,
+            call_ids: summary.accepted.iter().map(|c| c.to_string()).collect(),
+            failed_numbers: summary.failed_numbers.into_iter().map(|(phone_number, reason)| api::FailedNumber { phone_number, reason }).collect(),
+        }),
     ))
 }
 
@@ -102,22 +107,49 @@ fn parse_callback(body: CallbackBody) -> Result<CallbackInput, ApiError> {
     Ok(CallbackInput { call_id, outcome, attempt, external_call_id, duration_seconds })
 }
 
-pub async fn callback(State(state): State<AppState>, JsonBody(body): JsonBody<CallbackBody>) -> Result<Json<Value>, ApiError> {
-    let input = parse_callback(body)?;
-    let (call_id, applied) = state.writer.request(|reply| Command::Callback { input, reply }).await?;
-    Ok(Json(json!({
-        "message": "Callback processed",
-        "call_id": call_id.to_string(),
-        "status": applied.resulting_status.as_str(),
-        "retry_scheduled": applied.next_retry_at.is_some(),
-        "next_retry_at": applied.next_retry_at.map(rfc3339),
-    })))
+/// The body every callback route answers with.
+pub fn callback_answer(reply: &CallbackReply) -> api::CallbackProcessed {
+    api::CallbackProcessed {
+        message: "Callback processed".into(),
+        call_id: reply.call_id.to_string(),
+        status: reply.answer.result.status.as_str().to_string(),
+        retry_scheduled: reply.answer.result.next_retry_at.is_some(),
+        next_retry_at: reply.answer.result.next_retry_at.map(rfc3339),
+    }
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CallView>, ApiError> {
+pub async fn callback(State(state): State<AppState>, JsonBody(body): JsonBody<CallbackBody>) -> Result<Json<api::CallbackProcessed>, ApiError> {
+    let input = parse_callback(body)?;
+    let reply = state.writer.request(|reply| Command::Callback { input, reply }).await?;
+    Ok(Json(callback_answer(&reply)))
+}
+
+/// Calls as the API shows them, with their campaigns looked up once per page.
+fn views(state: &AppState, r: &Reader, calls: &[Call]) -> Result<Vec<api::Call>, StoreError> {
+    let mut campaigns: std::collections::HashMap<CampaignId, Option<Campaign>> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(calls.len());
+    for call in calls {
+        let campaign = match campaigns.entry(call.campaign_id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(r.campaign(call.campaign_id)?),
+        };
+        let campaign = campaign.as_ref();
+        let zone = phones::callee_zone(state, call.timezone.as_deref(), &call.phone_number, campaign);
+        out.push(call_view(call, campaign, &zone));
+    }
+    Ok(out)
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Json<api::Call>, ApiError> {
+    params.only(&[])?;
     let call_id = CallId::parse(&id).ok_or_else(|| ApiError::NotFound("Call not found".into()))?;
-    let call = read(&state, move |r| r.call(call_id)?.ok_or_else(|| ApiError::NotFound("Call not found".into()))).await?;
-    Ok(Json(CallView::from(&call)))
+    let view_state = state.clone();
+    let view = read(&state, move |r| {
+        let call = r.call(call_id)?.ok_or_else(|| ApiError::NotFound("Call not found".into()))?;
+        Ok(views(&view_state, r, std::slice::from_ref(&call))?.remove(0))
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 fn filter_from(params: &Params) -> Result<CallFilter, ApiError> {
@@ -127,17 +159,23 @@ fn filter_from(params: &Params) -> Result<CallFilter, ApiError> {
             .text("status")
             .map(|s| Status::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::field("status", format!("Unknown status `{s}`"))))
             .transpose()?,
-        phone_number: params.text("phone_number").map(|p| phone::normalize(p).map_err(|m| ApiError::field("phone_number", m))).transpose()?,
+        phone_number: params.text("phone_number").map(|p| phones::lookup("phone_number", p)).transpose()?,
     })
 }
 
-pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<PageView<CallView>>, ApiError> {
+pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<api::Page<api::Call>>, ApiError> {
+    params.only(&["campaign_id", "status", "phone_number", "limit", "cursor"])?;
     let filter = filter_from(&params)?;
     let limit = params.limit(&state)?;
     let after = params.text("cursor").map(|c| CallId::parse(c).ok_or_else(|| ApiError::field("cursor", "cursor is not one this API gave out"))).transpose()?;
     let scan_max = state.config.limits.list_scan_max;
-    let page = read(&state, move |r| Ok(r.calls(&filter, after, limit, scan_max)?)).await?;
-    Ok(Json(PageView { results: page.items.iter().map(CallView::from).collect(), next_cursor: page.next.map(|c| c.to_string()) }))
+    let view_state = state.clone();
+    let page = read(&state, move |r| {
+        let page = r.calls(&filter, after, limit, scan_max)?;
+        Ok(api::Page { results: views(&view_state, r, &page.items)?, next_cursor: page.next.map(|c| c.to_string()) })
+    })
+    .await?;
+    Ok(Json(page))
 }
 
 const EXPORT_COLUMNS: [&str; 14] = [
@@ -175,16 +213,16 @@ pub async fn export(State(state): State<AppState>, params: Params) -> Result<Res
                 c.call_id.to_string(),
                 c.campaign_id.to_string(),
                 c.phone_number.clone(),
-                c.status.as_str().to_string(),
-                c.last_outcome.map(|o| o.as_str()).unwrap_or("").to_string(),
+                c.status().as_str().to_string(),
+                c.last_outcome().map(|o| o.as_str()).unwrap_or("").to_string(),
                 c.attempt_count.to_string(),
                 c.max_attempts.to_string(),
                 rfc3339(c.created_at),
                 rfc3339(c.updated_at),
-                c.last_attempt_at.map(rfc3339).unwrap_or_default(),
-                c.next_retry_at.map(rfc3339).unwrap_or_default(),
+                c.last_attempt_at().map(rfc3339).unwrap_or_default(),
+                c.next_retry_at().map(rfc3339).unwrap_or_default(),
                 c.total_call_time.to_string(),
-                c.external_call_id.clone().unwrap_or_default(),
+                c.external_call_id().unwrap_or_default().to_string(),
                 c.error_message.clone().unwrap_or_default(),
             ];
             let _ = out.write_record(&record);

@@ -17,7 +17,8 @@ pub enum ApiError {
     MethodNotAllowed,
     Conflict(String),
     PayloadTooLarge(String),
-    Duplicate { message: String, call_id: CallId },
+    Duplicate { message: String, call_id: CallId, retry_after_seconds: Option<u64> },
+    DoNotCall { phone_number: String },
     Unavailable(String),
     Internal,
 }
@@ -36,6 +37,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Duplicate { .. } => (StatusCode::TOO_MANY_REQUESTS, "duplicate_call"),
+            ApiError::DoNotCall { .. } => (StatusCode::CONFLICT, "do_not_call"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -49,7 +51,8 @@ impl ApiError {
                 (message.clone(), json!({}))
             }
             ApiError::MethodNotAllowed => ("Method not allowed on this path.".into(), json!({})),
-            ApiError::Duplicate { message, call_id } => (message.clone(), json!({"call_id": call_id.to_string()})),
+            ApiError::Duplicate { message, call_id, .. } => (message.clone(), json!({"call_id": call_id.to_string()})),
+            ApiError::DoNotCall { phone_number } => (format!("Number {phone_number} is on the do-not-call list"), json!({"phone_number": phone_number})),
             ApiError::Internal => ("Internal error; the service log has the details.".into(), json!({})),
         }
     }
@@ -59,10 +62,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let (message, details) = self.message_and_details();
+        let retry_after = match &self {
+            ApiError::Duplicate { retry_after_seconds: Some(seconds), .. } => Some(seconds.max(&1).to_string()),
+            _ => None,
+        };
         let body = json!({"error": {"code": code, "message": message, "details": details}});
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds)
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
@@ -74,7 +86,8 @@ impl From<CommandError> for ApiError {
             CommandError::NotFound(m) => ApiError::NotFound(m),
             CommandError::Invalid { field, message } => ApiError::BadRequest { message, field: Some(field) },
             CommandError::Conflict(m) => ApiError::Conflict(m),
-            CommandError::Duplicate { call_id, message } => ApiError::Duplicate { message, call_id },
+            CommandError::Duplicate { call_id, message, retry_after_seconds } => ApiError::Duplicate { message, call_id, retry_after_seconds },
+            CommandError::DoNotCall { phone_number } => ApiError::DoNotCall { phone_number },
             CommandError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }

@@ -80,6 +80,17 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
+    /// Refuses parameters the endpoint does not take, naming them.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        let mut unknown: Vec<&str> = self.0.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort_unstable();
+        let accepted = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        Err(ApiError::field(unknown[0], format!("Unknown query parameter(s): {}; this endpoint accepts: {accepted}", unknown.join(", "))))
+    }
+
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }

@@ -5,9 +5,11 @@
 
 mod calls;
 mod campaigns;
+mod dnc;
 pub mod error;
 mod extract;
 mod ops;
+mod phones;
 pub mod views;
 
 use std::sync::Arc;
@@ -18,10 +20,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::config::Config;
 use crate::core::clock::SharedClock;
+use crate::core::retry::RetryRules;
 use crate::service::stats::{Gauges, LiveStats};
 use crate::service::store::Store;
 use crate::service::writer::WriterHandle;
@@ -33,6 +36,7 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub store: Arc<Store>,
     pub config: Arc<Config>,
+    pub rules: Arc<RetryRules>,
     pub gauges: Arc<Gauges>,
     pub stats: Arc<LiveStats>,
     pub clock: SharedClock,
@@ -61,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         ("/api/v1/calls", get(calls::list)),
         ("/api/v1/calls/export", get(calls::export)),
         ("/api/v1/calls/{id}", get(calls::get)),
+        ("/api/v1/dnc", get(dnc::list).post(dnc::add)),
+        ("/api/v1/dnc/{number}", delete(dnc::remove)),
         ("/api/v1/dlq", get(ops::dead_letters)),
         ("/api/v1/dlq/{id}/replay", post(ops::replay)),
         ("/api/v1/metrics", get(ops::metrics)),

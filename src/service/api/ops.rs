@@ -13,9 +13,11 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Params, parse_id, read};
 use super::views::*;
+use crate::core::counters::{Counter, day_of};
 use crate::core::model::{Status, rfc3339};
+use crate::protocol::api;
 use crate::service::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
-use crate::service::store::{Counter, day_of};
+use crate::service::store::tables::CountKey;
 use crate::service::writer::Command;
 
 /// Days of `recent_metrics`.
@@ -27,6 +29,9 @@ const SCHEDULER_STALL_MS: i64 = 5_000;
 
 struct Snapshot {
     by_status: Vec<(Status, u64)>,
+    held_hours: u64,
+    held_cap: u64,
+    cancelled_dnc: u64,
     days: Vec<(u32, Vec<(Counter, u64)>)>,
     dead_letters: u64,
 }
@@ -35,7 +40,14 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
     let today = day_of(state.clock.now_ms());
     read(state, move |r| {
         let days = (0..RECENT_DAYS).filter_map(|back| today.checked_sub(back)).map(|day| r.daily(day).map(|c| (day, c))).collect::<Result<_, _>>()?;
-        Ok(Snapshot { by_status: r.status_counts(0)?, days, dead_letters: r.dead_letter_count()? })
+        Ok(Snapshot {
+            by_status: r.status_counts(0)?,
+            held_hours: r.counted(0, CountKey::HeldOutsideCallingHours)?,
+            held_cap: r.counted(0, CountKey::HeldContactCap)?,
+            cancelled_dnc: r.counted(0, CountKey::CancelledDoNotCall)?,
+            days,
+            dead_letters: r.dead_letter_count()?,
+        })
     })
     .await
 }
@@ -93,6 +105,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
         "system_status": system_status(&state, now),
         "queue_depth": g.queue_depth.load(Ordering::Relaxed),
         "held_by_paused_campaigns": g.held_paused.load(Ordering::Relaxed),
+        "held": {
+            "paused": g.held_paused.load(Ordering::Relaxed),
+            "outside_calling_hours": snap.held_hours,
+            "contact_cap": snap.held_cap,
+        },
+        "cancelled_dnc": snap.cancelled_dnc,
         "retrying": g.retrying.load(Ordering::Relaxed),
         "calls_by_status": snap.by_status.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "recent_metrics": recent,
@@ -102,11 +120,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             "dials_per_second": per_second(&series, |s| s.dials),
             "outcomes_per_second": per_second(&series, |s| s.outcomes),
             "completions_per_second": per_second(&series, |s| s.finals),
+            "cancellations_per_second": per_second(&series, |s| s.cancelled),
         },
         "series": {
             "seconds": SERIES_SECONDS,
             "dials": series.iter().map(|s| s.dials).collect::<Vec<_>>(),
             "completions": series.iter().map(|s| s.finals).collect::<Vec<_>>(),
+            "cancellations": series.iter().map(|s| s.cancelled).collect::<Vec<_>>(),
         },
         "provider": {
             "latency_ms_p50": latency.map(|l| l.0),
@@ -145,7 +165,8 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     metric("callmgr_calls_accepted_total", "counter", "Calls accepted since start.", &plain(stats.total(Rate::Accepted)));
     metric("callmgr_dials_total", "counter", "Dial attempts committed since start.", &plain(stats.total(Rate::Dials)));
     metric("callmgr_outcomes_total", "counter", "Attempt outcomes applied since start.", &plain(stats.total(Rate::Outcomes)));
-    metric("callmgr_calls_completed_total", "counter", "Calls that reached a final state since start.", &plain(stats.total(Rate::Finals)));
+    metric("callmgr_calls_completed_total", "counter", "Calls that completed (PICKED or FAILED) since start.", &plain(stats.total(Rate::Finals)));
+    metric("callmgr_calls_cancelled_total", "counter", "Calls cancelled (campaign stopped, do-not-call) since start.", &plain(stats.total(Rate::Cancelled)));
     let errors = vec![
         ("{kind=\"transport\"}".to_string(), stats.provider_transport_errors.load(Ordering::Relaxed).to_string()),
         ("{kind=\"refused\"}".to_string(), stats.provider_refusals.load(Ordering::Relaxed).to_string()),
@@ -161,17 +182,19 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
 
-pub async fn dead_letters(State(state): State<AppState>, params: Params) -> Result<Json<PageView<DeadLetterView>>, ApiError> {
+pub async fn dead_letters(State(state): State<AppState>, params: Params) -> Result<Json<api::Page<api::DeadLetter>>, ApiError> {
+    params.only(&["limit", "cursor"])?;
     let limit = params.limit(&state)?;
     let after = params.text("cursor").map(|c| parse_id("cursor", c)).transpose()?;
     let page = read(&state, move |r| Ok(r.dead_letters(after, limit)?)).await?;
-    Ok(Json(PageView { results: page.items.iter().map(DeadLetterView::from).collect(), next_cursor: page.next.map(|n| n.to_string()) }))
+    Ok(Json(api::Page { results: page.items.iter().map(dead_letter_view).collect(), next_cursor: page.next.map(|n| n.to_string()) }))
 }
 
-pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CallView>, ApiError> {
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<api::Call>, ApiError> {
     let id = parse_id("id", &id).map_err(|_| ApiError::NotFound("Dead letter not found".into()))?;
     let call = state.writer.request(|reply| Command::ReplayDeadLetter { id, reply }).await?;
-    Ok(Json(CallView::from(&call)))
+    let zone = super::phones::callee_zone(&state, call.timezone.as_deref(), &call.phone_number, None);
+    Ok(Json(call_view(&call, None, &zone)))
 }
 
 pub async fn healthz() -> Json<Value> {

@@ -1,146 +1,96 @@
-//! JSON shapes of the API: request bodies as received and records as shown (RFC 3339 UTC
-//! timestamps, normalised numbers). Field names are the reference system's.
+//! The API's JSON on both sides of the service: request bodies as received (strict: an unknown
+//! field is refused, except in the provider's callback, where providers add fields freely) and
+//! the wire types of `protocol::api` built from stored records.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
-use crate::core::model::{Call, Campaign, DeadLetter, NumberEntry, Status, rfc3339};
+use crate::core::callee_zone::CalleeZone;
+use crate::core::model::{Attempt, Call, Campaign, CampaignStatus, DeadLetter, DncEntry, NumberEntry, Status, rfc3339};
+use crate::protocol::api;
 
-#[derive(Serialize)]
-pub struct CallView {
-    pub call_id: String,
-    pub campaign_id: u64,
-    pub phone_number: String,
-    pub status: &'static str,
-    pub last_outcome: Option<&'static str>,
-    pub attempt_count: u32,
-    pub max_attempts: u32,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_attempt_at: Option<String>,
-    pub next_retry_at: Option<String>,
-    pub total_call_time: u64,
-    pub external_call_id: Option<String>,
-    pub error_message: Option<String>,
-}
-
-impl From<&Call> for CallView {
-    fn from(c: &Call) -> Self {
-        CallView {
-            call_id: c.call_id.to_string(),
-            campaign_id: c.campaign_id,
-            phone_number: c.phone_number.clone(),
-            status: c.status.as_str(),
-            last_outcome: c.last_outcome.map(|o| o.as_str()),
-            attempt_count: c.attempt_count,
-            max_attempts: c.max_attempts,
-            created_at: rfc3339(c.created_at),
-            updated_at: rfc3339(c.updated_at),
-            last_attempt_at: c.last_attempt_at.map(rfc3339),
-            next_retry_at: c.next_retry_at.map(rfc3339),
-            total_call_time: c.total_call_time,
-            external_call_id: c.external_call_id.clone(),
-            error_message: c.error_message.clone(),
-        }
+/// A call as the API shows it. `campaign` is the call's campaign (for the paused hold) and
+/// `zone` the callee's resolved timezone.
+pub fn call_view(call: &Call, campaign: Option<&Campaign>, zone: &CalleeZone) -> api::Call {
+    let hold = call.hold();
+    let held_reason = match hold {
+        Some(hold) => Some(hold.reason.as_str().to_string()),
+        None if call.status() == Status::Initiated && campaign.is_some_and(|c| c.status == CampaignStatus::Paused) => Some("paused".to_string()),
+        None => None,
+    };
+    api::Call {
+        call_id: call.call_id.to_string(),
+        campaign_id: call.campaign_id,
+        phone_number: call.phone_number.clone(),
+        status: call.status().as_str().to_string(),
+        last_outcome: call.last_outcome().map(|o| o.as_str().to_string()),
+        attempt_count: call.attempt_count,
+        max_attempts: call.max_attempts,
+        created_at: rfc3339(call.created_at),
+        updated_at: rfc3339(call.updated_at),
+        last_attempt_at: call.last_attempt_at().map(rfc3339),
+        next_retry_at: call.next_retry_at().map(rfc3339),
+        total_call_time: call.total_call_time,
+        external_call_id: call.external_call_id().map(str::to_string),
+        error_message: call.error_message.clone(),
+        timezone: zone.name(),
+        timezone_source: zone.source.as_str().to_string(),
+        held_reason,
+        next_dial_at: hold.map(|h| rfc3339(h.until)),
+        attempts: call.attempts.iter().map(attempt_view).collect(),
     }
 }
 
-#[derive(Serialize)]
-pub struct CampaignView {
-    pub id: u64,
-    pub name: String,
-    pub description: String,
-    pub is_active: bool,
-    pub status: &'static str,
-    pub timezone: Option<String>,
-    pub max_attempts: Option<u32>,
-    pub max_concurrent_calls: Option<u32>,
-    pub created_at: String,
-    pub updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stats: Option<CampaignStats>,
-}
-
-#[derive(Serialize)]
-pub struct CampaignStats {
-    pub calls_by_status: std::collections::BTreeMap<&'static str, u64>,
-    pub total_calls: u64,
-    pub phone_count: u64,
-    /// Calls holding a slot right now.
-    pub in_flight: u32,
-}
-
-impl From<&Campaign> for CampaignView {
-    fn from(c: &Campaign) -> Self {
-        CampaignView {
-            id: c.id,
-            name: c.name.clone(),
-            description: c.description.clone(),
-            is_active: c.is_active(),
-            status: c.status.as_str(),
-            timezone: c.timezone.clone(),
-            max_attempts: c.max_attempts,
-            max_concurrent_calls: c.max_concurrent_calls,
-            created_at: rfc3339(c.created_at),
-            updated_at: rfc3339(c.updated_at),
-            stats: None,
-        }
+fn attempt_view(a: &Attempt) -> api::Attempt {
+    api::Attempt {
+        attempt: a.attempt,
+        dialled_at: rfc3339(a.dialled_at),
+        provider_answered_at: a.provider_answered_at.map(rfc3339),
+        external_call_id: a.external_call_id.clone(),
+        provider_status: a.provider_status.clone(),
+        outcome: a.outcome.map(|o| o.as_str().to_string()),
+        call_duration: a.call_duration,
+        ended_at: a.ended_at.map(rfc3339),
+        error: a.error.clone(),
     }
 }
 
-pub fn campaign_stats(counts: &[(Status, u64)], phone_count: u64, in_flight: u32) -> CampaignStats {
-    CampaignStats {
-        calls_by_status: counts.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
-        total_calls: counts.iter().map(|(_, n)| n).sum(),
-        phone_count,
-        in_flight,
+pub fn campaign_view(c: &Campaign) -> api::Campaign {
+    api::Campaign {
+        id: c.id,
+        name: c.name.clone(),
+        description: c.description.clone(),
+        is_active: c.is_active(),
+        status: c.status.as_str().to_string(),
+        timezone: c.timezone.clone(),
+        max_attempts: c.max_attempts,
+        max_concurrent_calls: c.max_concurrent_calls,
+        default_region: c.default_region.clone(),
+        caller_id: c.caller_id.clone(),
+        created_at: rfc3339(c.created_at),
+        updated_at: rfc3339(c.updated_at),
+        stats: None,
     }
 }
 
-#[derive(Serialize)]
-pub struct NumberView {
-    pub phone_number: String,
-    pub timezone: Option<String>,
-    pub added_at: String,
+pub fn number_view(e164: String, entry: &NumberEntry, zone: &CalleeZone) -> api::Number {
+    api::Number { phone_number: e164, timezone: zone.name(), timezone_source: zone.source.as_str().to_string(), added_at: rfc3339(entry.added_at) }
 }
 
-impl NumberView {
-    pub fn new(e164: String, entry: &NumberEntry) -> Self {
-        NumberView { phone_number: e164, timezone: entry.timezone.clone(), added_at: rfc3339(entry.added_at) }
+pub fn dead_letter_view(d: &DeadLetter) -> api::DeadLetter {
+    api::DeadLetter {
+        id: d.id,
+        call_id: d.call_id.to_string(),
+        campaign_id: d.campaign_id,
+        phone_number: d.phone_number.clone(),
+        attempt: d.attempt,
+        error: d.error.clone(),
+        created_at: rfc3339(d.created_at),
+        replayed_at: d.replayed_at.map(rfc3339),
     }
 }
 
-#[derive(Serialize)]
-pub struct DeadLetterView {
-    pub id: u64,
-    pub call_id: String,
-    pub campaign_id: u64,
-    pub phone_number: String,
-    pub attempt: u32,
-    pub error: String,
-    pub created_at: String,
-    pub replayed_at: Option<String>,
-}
-
-impl From<&DeadLetter> for DeadLetterView {
-    fn from(d: &DeadLetter) -> Self {
-        DeadLetterView {
-            id: d.id,
-            call_id: d.call_id.to_string(),
-            campaign_id: d.campaign_id,
-            phone_number: d.phone_number.clone(),
-            attempt: d.attempt,
-            error: d.error.clone(),
-            created_at: rfc3339(d.created_at),
-            replayed_at: d.replayed_at.map(rfc3339),
-        }
-    }
-}
-
-/// `{results, next_cursor}`: every list endpoint's page.
-#[derive(Serialize)]
-pub struct PageView<T> {
-    pub results: Vec<T>,
-    pub next_cursor: Option<String>,
+pub fn dnc_view(scope: u64, e164: String, entry: &DncEntry) -> api::DncEntry {
+    api::DncEntry { phone_number: e164, campaign_id: (scope != 0).then_some(scope), reason: entry.reason.clone(), added_at: rfc3339(entry.added_at) }
 }
 
 /// An id given as a JSON number or as a numeric string (the reference system's clients send both).
@@ -175,6 +125,7 @@ pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D)
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateCampaignBody {
     pub name: String,
     #[serde(default)]
@@ -187,9 +138,14 @@ pub struct CreateCampaignBody {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub max_concurrent_calls: Option<u32>,
+    #[serde(default)]
+    pub default_region: Option<String>,
+    #[serde(default)]
+    pub caller_id: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatchCampaignBody {
     #[serde(default)]
     pub name: Option<String>,
@@ -203,21 +159,28 @@ pub struct PatchCampaignBody {
     pub max_attempts: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
     pub max_concurrent_calls: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub default_region: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub caller_id: Option<Option<String>>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhoneNumbersBody {
     pub campaign_id: Id,
     pub phone_numbers: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InitiateCallBody {
     pub phone_number: String,
     pub campaign_id: Id,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BulkBody {
     pub campaign_id: Id,
     #[serde(default)]
@@ -227,6 +190,7 @@ pub struct BulkBody {
 }
 
 #[derive(Deserialize)]
+/// Not strict: providers add fields of their own to callbacks.
 pub struct CallbackBody {
     pub call_id: serde_json::Value,
     pub status: serde_json::Value,
@@ -236,4 +200,14 @@ pub struct CallbackBody {
     pub external_call_id: Option<serde_json::Value>,
     #[serde(default)]
     pub attempt: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DncBody {
+    pub phone_numbers: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub campaign_id: Option<Id>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
