@@ -27,6 +27,12 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut condition: impl FnMut() 
     }
 }
 
+/// The binary under test: this build's, or `TEST_CALLMGR_BINARY` (to check that a regression
+/// test fails on an older build).
+pub fn binary() -> PathBuf {
+    std::env::var_os("TEST_CALLMGR_BINARY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_callmgr")))
+}
+
 /// Settings of one test server.
 pub struct Options {
     pub provider_url: String,
@@ -116,7 +122,7 @@ impl Server {
     /// Starts the binary on the same config and data dir and waits for it to listen.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_callmgr"));
+        let mut command = Command::new(binary());
         command.arg("serve").arg("--config").arg(&self.config_path).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
         for (k, v) in &self.env {
             command.env(k, v);

@@ -9,6 +9,7 @@ mod api;
 mod dialing;
 mod operator;
 mod packaging;
+mod regressions;
 mod retry;
 mod simulated_time;
 mod store_format;
