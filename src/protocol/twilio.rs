@@ -566,6 +566,31 @@ mod tests {
         assert!(!verify("12345", url, &params, "0/KCTR6DLpKmkAf8muzZqo1nDg"), "truncated");
     }
 
+    proptest::proptest! {
+        /// Any request verifies against its own signature, whatever order its fields arrive in,
+        /// and stops verifying when the URL changes.
+        #[test]
+        fn signature_verifies_in_any_field_order(
+            token in "[ -~]{1,40}",
+            url in "https?://[a-z]{1,10}\\.com/[a-z?=&]{0,20}",
+            params in proptest::collection::vec(("[A-Za-z]{1,12}", "[ -~]{0,20}"), 0..8),
+            rotation in 0usize..8,
+        ) {
+            let expected = signature(&token, &url, &params);
+            proptest::prop_assert!(verify(&token, &url, &params, &expected));
+            let mut reordered = params.clone();
+            if !reordered.is_empty() {
+                let by = rotation % reordered.len();
+                reordered.rotate_left(by);
+                let last = reordered.len() - 1;
+                reordered.swap(0, last);
+            }
+            proptest::prop_assert_eq!(signature(&token, &url, &reordered), expected.clone());
+            let other_url = format!("{url}x");
+            proptest::prop_assert!(!verify(&token, &other_url, &params, &expected));
+        }
+    }
+
     #[test]
     fn form_round_trips_through_percent_encoding() {
         let form = parse_form(b"To=%2B14155550100&Twiml=%3CResponse%3E%3CSay%3EHi+there%3C%2FSay%3E%3C%2FResponse%3E&Empty=");

@@ -1,7 +1,17 @@
-//! A stand-in telephony provider (DESIGN §5) for demos, tests and benchmarks: it answers dial
-//! requests with an `external_call_id`, then after a delay sends the outcome callback itself,
-//! drawn from a configurable mix, reproducibly with a seed. Used by `callmgr mock-provider` and,
-//! with `provider.url: builtin-mock`, inside `serve`. It knows callmgr only through HTTP.
+//! A stand-in telephony provider for demos, tests and benchmarks. It answers dial requests, then
+//! after a delay sends the outcome itself, drawn from a configurable mix, reproducibly with a
+//! seed. It speaks either protocol (`Protocol`): callmgr's `webhook` JSON (`webhook.rs`) or the
+//! Twilio REST API with signed status callbacks (`twilio.rs`). Used by `callmgr mock-provider`
+//! and, with `provider.url: builtin-mock`, inside `serve`. It knows callmgr only through HTTP and
+//! the wire types of `crate::protocol`.
+//!
+//! This file holds what both protocols share: settings, the dice, the callback queue and its
+//! sender threads, and the `/health`, `/api/stats` and `/api/active-calls` routes.
+
+mod twilio;
+mod webhook;
+
+pub use twilio::twilio_final_status;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -10,21 +20,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::model::Outcome;
+use crate::protocol;
 
 /// Threads sending callbacks. Each waits for callmgr's commit (an fsync) before its next
 /// callback, so enough of them must be in flight to fill callmgr's group commits.
 const CALLBACK_SENDERS: usize = 32;
 /// Sends of one callback before it is given up.
 const CALLBACK_SEND_ATTEMPTS: u32 = 5;
-/// Calls the mock holds at once before it answers 503 (protects a misconfigured test).
+/// Calls the mock holds at once before it refuses new ones (protects a misconfigured test).
 const ACTIVE_CALLS_MAX: usize = 1_000_000;
 
 /// How long each call "rings and talks" before the callback: a uniform range.
@@ -68,14 +76,37 @@ pub fn parse_mix(text: &str) -> Result<Vec<(Outcome, u32)>, String> {
     Ok(mix)
 }
 
+/// Which provider the mock plays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// callmgr's JSON protocol: `POST /api/initiate-call`, callbacks by `PUT` with `X-Auth-Token`.
+    Webhook,
+    /// The Twilio REST API: `POST /2010-04-01/Accounts/{account_sid}/Calls.json` with HTTP Basic
+    /// auth `account_sid:auth_token`, status callbacks signed with `auth_token`.
+    Twilio { account_sid: String, auth_token: String },
+}
+
+impl Protocol {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Webhook => "webhook",
+            Protocol::Twilio { .. } => "twilio",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MockSettings {
     pub delay: DelayRange,
     pub mix: Vec<(Outcome, u32)>,
     pub seed: u64,
-    /// Token sent with callbacks (`X-Auth-Token`).
+    pub protocol: Protocol,
+    /// Webhook: the token sent with callbacks (`X-Auth-Token`). Twilio sends none.
     pub token: String,
-    /// Send callbacks here instead of the request's `callback_url`.
+    /// Webhook: when set, callbacks carry `X-Callmgr-Signature` (HMAC-SHA256 of the body).
+    pub callback_secret: Option<String>,
+    /// Send callbacks here instead of the request's `callback_url` (webhook) or `StatusCallback`
+    /// (Twilio; the signature then covers this URL, the one actually requested).
     pub callback_url: Option<String>,
 }
 
@@ -95,12 +126,33 @@ impl Dice {
     }
 }
 
+/// One call's fate, drawn when it is dialled.
+struct Draw {
+    outcome: Outcome,
+    /// From the dial to the final callback: ringing plus, for a picked call, the conversation.
+    ring_and_talk: Duration,
+    /// Seconds of conversation: 0 unless picked.
+    talk_seconds: u64,
+}
+
+/// How a queued callback goes out.
+enum Delivery {
+    /// `PUT url` with the JSON body, `X-Auth-Token` and, with a secret, `X-Callmgr-Signature`.
+    Webhook { url: String, body: String },
+    /// `POST url` with the form; `Timestamp` is added and `X-Twilio-Signature` computed at sending.
+    Twilio { url: String, params: Vec<(String, String)> },
+    /// Nothing to send (a Twilio call without `StatusCallback`): only the bookkeeping at `due`.
+    Nothing,
+}
+
 struct PendingCallback {
     due: Instant,
     seq: u64,
-    url: String,
-    body: String,
-    call_id: String,
+    /// The key in `Shared::active` (webhook `call_id`, Twilio `CallSid`).
+    active_key: String,
+    /// The call's last callback: the call leaves `active` once it is handled.
+    is_final: bool,
+    delivery: Delivery,
 }
 
 impl PartialEq for PendingCallback {
@@ -124,6 +176,8 @@ impl Ord for PendingCallback {
 struct Counters {
     requests: AtomicU64,
     duplicates: AtomicU64,
+    /// Dial requests answered 4xx (bad credentials, invalid fields).
+    refused: AtomicU64,
     callbacks_sent: AtomicU64,
     callbacks_failed: AtomicU64,
     by_outcome: [AtomicU64; 4],
@@ -134,27 +188,52 @@ struct Shared {
     dice: Mutex<Dice>,
     queue: Mutex<BinaryHeap<Reverse<PendingCallback>>>,
     wake: Condvar,
-    /// call id → phone number, for calls whose callback is not sent yet.
+    /// Call key → phone number, for calls whose last callback is not handled yet.
     active: Mutex<HashMap<String, String>>,
-    /// Idempotency keys seen: a resend of the same attempt is answered, not dialled again.
+    /// Webhook: idempotency keys seen, so a resend of the same attempt is answered, not dialled again.
     seen_keys: Mutex<HashMap<String, String>>,
+    /// Twilio: the calls created, for `GET …/Calls/{sid}.json`.
+    twilio_calls: Mutex<twilio::CallRecords>,
     counters: Counters,
     next_id: AtomicU64,
+    next_seq: AtomicU64,
+}
+
+impl Shared {
+    /// Draws one call's outcome, ring-and-talk delay and conversation length from the dice.
+    fn draw(&self, dice: &mut Dice) -> Draw {
+        let total: u64 = self.settings.mix.iter().map(|(_, w)| *w as u64).sum();
+        let mut roll = dice.below(total);
+        let mut outcome = self.settings.mix[0].0;
+        for (o, w) in &self.settings.mix {
+            if roll < *w as u64 {
+                outcome = *o;
+                break;
+            }
+            roll -= *w as u64;
+        }
+        let span = (self.settings.delay.max - self.settings.delay.min).as_millis() as u64;
+        let ring_and_talk = self.settings.delay.min + Duration::from_millis(dice.below(span + 1));
+        // The conversation fits inside the ring-and-talk delay: a picked call talked for most of it.
+        let delay_seconds = ring_and_talk.as_secs();
+        let talk_seconds = if outcome == Outcome::Picked { delay_seconds - dice.below(delay_seconds / 4 + 1) } else { 0 };
+        self.counters.by_outcome[Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
+        Draw { outcome, ring_and_talk, talk_seconds }
+    }
+
+    fn enqueue(&self, due: Instant, active_key: &str, is_final: bool, delivery: Delivery) {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.queue.lock().unwrap().push(Reverse(PendingCallback { due, seq, active_key: active_key.to_string(), is_final, delivery }));
+        self.wake.notify_one();
+    }
+
+    fn full(&self) -> bool {
+        self.active.lock().unwrap().len() >= ACTIVE_CALLS_MAX
+    }
 }
 
 #[derive(Clone)]
 pub struct MockProvider(Arc<Shared>);
-
-#[derive(Deserialize)]
-struct DialBody {
-    call_id: String,
-    #[serde(default)]
-    phone_number: String,
-    #[serde(default)]
-    attempt: Option<u32>,
-    #[serde(default)]
-    callback_url: Option<String>,
-}
 
 impl MockProvider {
     /// Creates the mock and starts its callback sender threads (they live as long as the process).
@@ -166,8 +245,10 @@ impl MockProvider {
             wake: Condvar::new(),
             active: Mutex::new(HashMap::new()),
             seen_keys: Mutex::new(HashMap::new()),
+            twilio_calls: Mutex::new(twilio::CallRecords::default()),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
+            next_seq: AtomicU64::new(0),
         });
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
@@ -182,73 +263,20 @@ impl MockProvider {
         MockProvider(shared)
     }
 
+    /// The routes of the configured protocol, plus `/health`, `/api/active-calls`, `/api/stats`.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/initiate-call", post(dial))
-            .route("/api/initiate-call/", post(dial))
+        let router = match self.0.settings.protocol {
+            Protocol::Webhook => Router::new().route("/api/initiate-call", post(webhook::dial)).route("/api/initiate-call/", post(webhook::dial)),
+            Protocol::Twilio { .. } => Router::new()
+                .route("/2010-04-01/Accounts/{account_sid}/Calls.json", post(twilio::create_call))
+                .route("/2010-04-01/Accounts/{account_sid}/Calls/{call_file}", get(twilio::fetch_call)),
+        };
+        router
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/api/active-calls", get(active_calls))
             .route("/api/stats", get(stats))
             .with_state(self.clone())
     }
-}
-
-async fn dial(State(mock): State<MockProvider>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> impl IntoResponse {
-    let shared = &mock.0;
-    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let Ok(request) = serde_json::from_slice::<DialBody>(&body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "body must be JSON with call_id"})));
-    };
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}:{}", request.call_id, request.attempt.unwrap_or(1)));
-    if let Some(existing) = shared.seen_keys.lock().unwrap().get(&key) {
-        shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-        return (StatusCode::OK, Json(json!({"external_call_id": existing, "duplicate": true})));
-    }
-    if shared.active.lock().unwrap().len() >= ACTIVE_CALLS_MAX {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "mock is full"})));
-    }
-    let Some(url) = shared.settings.callback_url.clone().or(request.callback_url.clone()) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "callback_url is required"})));
-    };
-    let external_call_id = format!("mock-{}", shared.next_id.fetch_add(1, Ordering::Relaxed));
-    let (outcome, delay, duration) = {
-        let mut dice = shared.dice.lock().unwrap();
-        let total: u64 = shared.settings.mix.iter().map(|(_, w)| *w as u64).sum();
-        let mut roll = dice.below(total);
-        let mut outcome = shared.settings.mix[0].0;
-        for (o, w) in &shared.settings.mix {
-            if roll < *w as u64 {
-                outcome = *o;
-                break;
-            }
-            roll -= *w as u64;
-        }
-        let span = (shared.settings.delay.max - shared.settings.delay.min).as_millis() as u64;
-        let delay = shared.settings.delay.min + Duration::from_millis(dice.below(span + 1));
-        // The conversation fits inside the ring-and-talk delay: a picked call talked for most of it.
-        let delay_seconds = delay.as_secs();
-        let duration = if outcome == Outcome::Picked { delay_seconds - dice.below(delay_seconds / 4 + 1) } else { 0 };
-        (outcome, delay, duration)
-    };
-    let body = json!({
-        "call_id": request.call_id,
-        "status": outcome.as_str(),
-        "call_duration": duration,
-        "external_call_id": external_call_id,
-        "attempt": request.attempt,
-    })
-    .to_string();
-    shared.seen_keys.lock().unwrap().insert(key, external_call_id.clone());
-    shared.active.lock().unwrap().insert(request.call_id.clone(), request.phone_number.clone());
-    shared.counters.by_outcome[Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
-    let seq = shared.next_id.load(Ordering::Relaxed);
-    shared.queue.lock().unwrap().push(Reverse(PendingCallback { due: Instant::now() + delay, seq, url, body, call_id: request.call_id }));
-    shared.wake.notify_one();
-    (StatusCode::OK, Json(json!({"external_call_id": external_call_id})))
 }
 
 fn send_callbacks(shared: &Shared, agent: &ureq::Agent) {
@@ -268,26 +296,55 @@ fn send_callbacks(shared: &Shared, agent: &ureq::Agent) {
             }
         };
         let Some(callback) = next else { continue };
-        let mut delivered = false;
-        for send in 1..=CALLBACK_SEND_ATTEMPTS {
-            let result = agent.put(&callback.url).header("X-Auth-Token", &shared.settings.token).content_type("application/json").send(&callback.body);
-            match result {
-                // 2xx: applied; 409: callmgr already resolved the attempt (e.g. it timed out): nothing to resend.
-                Ok(response) if response.status().is_success() || response.status().as_u16() == 409 => {
-                    delivered = true;
-                    break;
-                }
-                Ok(response) if response.status().is_client_error() => {
-                    tracing::warn!(call_id = %callback.call_id, status = response.status().as_u16(), "mock provider: callback refused");
-                    break;
-                }
-                _ => std::thread::sleep(Duration::from_millis(100 * send as u64)),
-            }
+        if let Some(delivered) = deliver(shared, agent, &callback) {
+            let counter = if delivered { &shared.counters.callbacks_sent } else { &shared.counters.callbacks_failed };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
-        let counter = if delivered { &shared.counters.callbacks_sent } else { &shared.counters.callbacks_failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        shared.active.lock().unwrap().remove(&callback.call_id);
+        if callback.is_final {
+            shared.active.lock().unwrap().remove(&callback.active_key);
+        }
     }
+}
+
+/// Sends one callback, resending transport failures and 5xx. `Some(delivered)`, or `None` when
+/// there was nothing to send.
+fn deliver(shared: &Shared, agent: &ureq::Agent, callback: &PendingCallback) -> Option<bool> {
+    let settings = &shared.settings;
+    type Sent = Result<axum::http::Response<ureq::Body>, ureq::Error>;
+    let send_once: Box<dyn Fn() -> Sent> = match &callback.delivery {
+        Delivery::Nothing => return None,
+        Delivery::Webhook { url, body } => {
+            let signature = settings.callback_secret.as_ref().map(|secret| protocol::webhook::callback_signature(secret, body.as_bytes()));
+            Box::new(move || {
+                let mut request = agent.put(url).header("X-Auth-Token", &settings.token).content_type("application/json");
+                if let Some(signature) = &signature {
+                    request = request.header(protocol::webhook::SIGNATURE_HEADER, signature);
+                }
+                request.send(body.as_str())
+            })
+        }
+        Delivery::Twilio { url, params } => {
+            // Only the Twilio side queues Twilio deliveries, so the token is there.
+            let Protocol::Twilio { auth_token, .. } = &settings.protocol else { return Some(false) };
+            // Timestamp is the moment of the event; a resend repeats the same form and signature.
+            let mut params = params.clone();
+            params.push(("Timestamp".to_string(), twilio::rfc2822(jiff::Timestamp::now())));
+            let signature = protocol::twilio::signature(auth_token, url, &params);
+            Box::new(move || agent.post(url).header(protocol::twilio::SIGNATURE_HEADER, &signature).send_form(params.iter().map(|(n, v)| (n, v))))
+        }
+    };
+    for send in 1..=CALLBACK_SEND_ATTEMPTS {
+        match send_once() {
+            // 2xx: applied; 409: callmgr already resolved the attempt (e.g. it timed out): nothing to resend.
+            Ok(response) if response.status().is_success() || response.status().as_u16() == 409 => return Some(true),
+            Ok(response) if response.status().is_client_error() => {
+                tracing::warn!(call = %callback.active_key, status = response.status().as_u16(), "mock provider: callback refused");
+                return Some(false);
+            }
+            _ => std::thread::sleep(Duration::from_millis(100 * send as u64)),
+        }
+    }
+    Some(false)
 }
 
 async fn active_calls(State(mock): State<MockProvider>) -> Json<serde_json::Value> {
@@ -301,8 +358,10 @@ async fn stats(State(mock): State<MockProvider>) -> Json<serde_json::Value> {
     let by_outcome: serde_json::Map<String, serde_json::Value> =
         Outcome::ALL.iter().zip(&c.by_outcome).map(|(o, n)| (o.as_str().to_string(), json!(n.load(Ordering::Relaxed)))).collect();
     Json(json!({
+        "protocol": mock.0.settings.protocol.name(),
         "requests": c.requests.load(Ordering::Relaxed),
         "duplicate_requests": c.duplicates.load(Ordering::Relaxed),
+        "refused_requests": c.refused.load(Ordering::Relaxed),
         "callbacks_sent": c.callbacks_sent.load(Ordering::Relaxed),
         "callbacks_failed": c.callbacks_failed.load(Ordering::Relaxed),
         "active_calls": mock.0.active.lock().unwrap().len(),
