@@ -100,6 +100,18 @@ pub struct MockProviderArgs {
     /// Seed for reproducible outcomes and delays.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Which provider to play: callmgr's JSON webhook, or the Twilio REST API (signed status callbacks).
+    #[arg(long, default_value = "webhook", value_parser = ["webhook", "twilio"])]
+    pub protocol: String,
+    /// Twilio: the account SID that Basic auth and the request paths must name.
+    #[arg(long, default_value = "AC00000000000000000000000000000000")]
+    pub account_sid: String,
+    /// Twilio: the auth token (Basic auth password, and the key of X-Twilio-Signature). Required with --protocol twilio.
+    #[arg(long)]
+    pub auth_token: Option<String>,
+    /// Webhook: sign callbacks with X-Callmgr-Signature (HMAC-SHA256 of the body) using this secret.
+    #[arg(long)]
+    pub callback_secret: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

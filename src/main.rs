@@ -126,17 +126,26 @@ fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
         Some((a, b)) => format!("{}..{}", with_unit(a), with_unit(b)),
         None => with_unit(&args.delay_ms),
     };
+    let protocol = match args.protocol.as_str() {
+        "twilio" => mock_provider::Protocol::Twilio {
+            account_sid: args.account_sid,
+            auth_token: args.auth_token.ok_or_else(|| Failure::usage("--auth-token is required with --protocol twilio"))?,
+        },
+        _ => mock_provider::Protocol::Webhook,
+    };
     let settings = MockSettings {
         delay: mock_provider::parse_delay(&delay_text).map_err(|e| Failure::usage(format!("--delay-ms: {e}")))?,
         mix: mock_provider::parse_mix(&args.mix).map_err(|e| Failure::usage(format!("--mix: {e}")))?,
         seed: args.seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
+        protocol,
         token: args.token,
+        callback_secret: args.callback_secret,
         callback_url: args.callback_url,
     };
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Failure::runtime(anyhow::anyhow!("listening on {}: {e}", args.listen)))?;
         let address = listener.local_addr().map_err(|e| Failure::runtime(e.into()))?;
-        tracing::info!(seed = settings.seed, delay = %delay_text, mix = %args.mix, "mock provider listening on http://{address}");
+        tracing::info!(seed = settings.seed, protocol = settings.protocol.name(), delay = %delay_text, mix = %args.mix, "mock provider listening on http://{address}");
         let mock = MockProvider::start(settings);
         axum::serve(listener, mock.router()).with_graceful_shutdown(termination()).await.map_err(|e| Failure::runtime(e.into()))
     })

@@ -7,9 +7,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use serde::Serialize;
 
 use crate::core::clock::SharedClock;
+use crate::protocol::webhook::{self, DialRequest};
 use crate::service::events::DialJob;
 use crate::service::stats::LiveStats;
 use crate::service::writer::{Command, ProviderResult, WriterHandle};
@@ -21,22 +21,6 @@ const RESEND_BACKOFF_MAX: Duration = Duration::from_secs(5);
 const ANSWER_EXCERPT_MAX_CHARS: usize = 300;
 /// Largest provider answer body read.
 const ANSWER_BODY_MAX_BYTES: u64 = 64 * 1024;
-
-#[derive(Serialize)]
-struct DialRequest<'a> {
-    call_id: String,
-    phone_number: &'a str,
-    campaign_id: u64,
-    campaign_name: &'a str,
-    attempt: u32,
-    callback_url: &'a str,
-}
-
-#[derive(serde::Deserialize)]
-struct DialAnswer {
-    #[serde(default)]
-    external_call_id: Option<serde_json::Value>,
-}
 
 /// How one dial request went, before resends are decided.
 enum Sent {
@@ -69,14 +53,14 @@ impl ProviderClient {
     pub fn dial(&self, job: &DialJob, stats: &LiveStats, clock: &SharedClock) -> ProviderResult {
         let body = serde_json::to_string(&DialRequest {
             call_id: job.call_id.to_string(),
-            phone_number: &job.phone_number,
+            phone_number: job.phone_number.clone(),
             campaign_id: job.campaign_id,
-            campaign_name: &job.campaign_name,
+            campaign_name: job.campaign_name.to_string(),
             attempt: job.attempt,
-            callback_url: &job.callback_url,
+            callback_url: job.callback_url.to_string(),
         })
         .expect("the dial request serialises");
-        let key = format!("{}:{}", job.call_id, job.attempt);
+        let key = webhook::idempotency_key(&job.call_id.to_string(), job.attempt);
         let mut backoff = RESEND_BACKOFF_START;
         let mut last_error = String::new();
         for send in 1..=self.max_send_attempts {
@@ -104,7 +88,7 @@ impl ProviderClient {
     }
 
     fn send_once(&self, body: &str, idempotency_key: &str) -> Sent {
-        let mut request = self.agent.post(&self.url).header("Idempotency-Key", idempotency_key).content_type("application/json");
+        let mut request = self.agent.post(&self.url).header(webhook::IDEMPOTENCY_KEY_HEADER, idempotency_key).content_type("application/json");
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
@@ -115,14 +99,7 @@ impl ProviderClient {
         let status = response.status().as_u16();
         let text = response.body_mut().with_config().limit(ANSWER_BODY_MAX_BYTES).read_to_string().unwrap_or_default();
         match status {
-            200..=299 => {
-                let external_call_id = serde_json::from_str::<DialAnswer>(&text).ok().and_then(|a| match a.external_call_id {
-                    Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
-                });
-                Sent::Accepted(external_call_id)
-            }
+            200..=299 => Sent::Accepted(webhook::parse_dial_answer(&text)),
             400..=499 => Sent::Refused(format!("HTTP {status}: {}", excerpt(&text))),
             _ => Sent::Transport(format!("HTTP {status}: {}", excerpt(&text))),
         }

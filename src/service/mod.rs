@@ -190,7 +190,9 @@ async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
         delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
         mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
         seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
+        protocol: mock_provider::Protocol::Webhook,
         token: config.tokens[0].clone(),
+        callback_secret: None,
         callback_url: None,
     };
     let mock = MockProvider::start(settings);

@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod dialing;
+mod mock_provider;
 mod operator;
 mod packaging;
 mod regressions;
