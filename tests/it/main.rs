@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod dialing;
+mod faults;
 mod mock_provider;
 mod operator;
 mod packaging;

@@ -18,7 +18,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, StorageBackend
 use crate::config::StorageConfig;
 use crate::core::codec;
 use crate::core::model::{Call, Status};
-pub use read::{CallFilter, Page, Reader, Recovered};
+pub use read::{CallFilter, IndexProblems, Page, Reader, Recovered};
 use tables::*;
 pub use write::WriteTables;
 

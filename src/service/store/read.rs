@@ -317,3 +317,145 @@ impl Reader {
         Ok(out)
     }
 }
+
+/// What an index check found wrong, one line per problem (empty: every index agrees with the
+/// records). Used by tests, the simulation and `callmgr restore`'s verification.
+pub type IndexProblems = Vec<String>;
+
+fn text<T: std::fmt::Debug>(items: impl IntoIterator<Item = T>) -> std::collections::BTreeSet<String> {
+    items.into_iter().map(|e| format!("{e:?}")).collect()
+}
+
+/// Problems reported at most, so a badly broken store does not produce gigabytes of text.
+const INDEX_PROBLEMS_MAX: usize = 100;
+
+impl Reader {
+    /// Decodes every call and checks that every index entry and count follows from the records,
+    /// and that every index entry points at a record that puts it there. O(calls).
+    pub fn check_indexes(&self) -> Result<IndexProblems, StoreError> {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use crate::core::model::Placement;
+
+        let mut problems = Vec::new();
+        let mut report = |problem: String| {
+            if problems.len() < INDEX_PROBLEMS_MAX {
+                problems.push(problem);
+            }
+        };
+        let mut ready = BTreeSet::new();
+        let mut held = BTreeSet::new();
+        let mut deadlines = BTreeSet::new();
+        let mut retry_due = BTreeSet::new();
+        let mut finals = BTreeSet::new();
+        let mut by_campaign = BTreeSet::new();
+        let mut by_phone = BTreeSet::new();
+        let mut open = BTreeMap::new();
+        let mut counts: BTreeMap<(u64, u8), u64> = BTreeMap::new();
+        for item in self.txn.open_table(CALLS)?.iter()? {
+            let (k, v) = item?;
+            let id = k.value();
+            let call: Call = decode(v.value(), || format!("call {}", CallId(id)))?;
+            if call.call_id.0 != id {
+                report(format!("call {} is stored under {}", call.call_id, CallId(id)));
+            }
+            let c = call.campaign_id;
+            match call.placement() {
+                Placement::Nowhere => {}
+                Placement::Queued { seq } => {
+                    ready.insert((seq, id, c));
+                }
+                Placement::Held { seq, until } => {
+                    held.insert((c, until, id, seq));
+                }
+                Placement::InFlight { deadline } => {
+                    deadlines.insert((deadline, id, c));
+                }
+                Placement::Waiting { at } => {
+                    retry_due.insert((at, id, c));
+                }
+            }
+            if call.status().is_final() {
+                finals.insert((call.updated_at, id, c));
+            } else if open.insert((c, call.phone_number.clone()), id).is_some() {
+                report(format!("two open calls to {} in campaign {c}", call.phone_number));
+            }
+            by_campaign.insert((c, id, call.status().code()));
+            by_phone.insert((call.phone_number.clone(), id));
+            let extra = match call.state {
+                crate::core::model::CallState::Initiated { hold: Some(hold), .. } => Some(match hold.reason {
+                    crate::core::model::HoldReason::OutsideCallingHours => CountKey::HeldOutsideCallingHours,
+                    crate::core::model::HoldReason::ContactCap => CountKey::HeldContactCap,
+                }),
+                crate::core::model::CallState::Cancelled { reason: crate::core::model::CancelReason::DoNotCall } => Some(CountKey::CancelledDoNotCall),
+                _ => None,
+            };
+            for code in std::iter::once(call.status().code()).chain(extra.map(CountKey::code)) {
+                *counts.entry((c, code)).or_default() += 1;
+                *counts.entry((0, code)).or_default() += 1;
+            }
+        }
+        let mut compare = |name: &str, expected: BTreeSet<String>, found: BTreeSet<String>| {
+            for missing in expected.difference(&found) {
+                report(format!("{name}: missing {missing}"));
+            }
+            for extra in found.difference(&expected) {
+                report(format!("{name}: unexpected {extra}"));
+            }
+        };
+        let mut found = BTreeSet::new();
+        for item in self.txn.open_table(READY)?.iter()? {
+            let (k, v) = item?;
+            let (call, campaign) = v.value();
+            found.insert((k.value(), call, campaign));
+        }
+        compare("ready_queue", text(&ready), text(&found));
+        let mut found = BTreeSet::new();
+        for item in self.txn.open_table(HELD)?.iter()? {
+            let (k, v) = item?;
+            let (campaign, until, call) = k.value();
+            found.insert((campaign, until, call, v.value()));
+        }
+        compare("held_calls", text(&held), text(&found));
+        for (name, table, expected) in [("callback_deadlines", DEADLINES, &deadlines), ("retry_due", RETRY_DUE, &retry_due), ("final_calls", FINALS, &finals)] {
+            let mut found = BTreeSet::new();
+            for item in self.txn.open_table(table)?.iter()? {
+                let (k, v) = item?;
+                let (at, call) = k.value();
+                found.insert((at, call, v.value()));
+            }
+            compare(name, text(expected), text(&found));
+        }
+        let mut found = BTreeSet::new();
+        for item in self.txn.open_table(CALLS_BY_CAMPAIGN)?.iter()? {
+            let (k, v) = item?;
+            let (campaign, call) = k.value();
+            found.insert((campaign, call, v.value()));
+        }
+        compare("calls_by_campaign", text(&by_campaign), text(&found));
+        let mut found = BTreeSet::new();
+        for item in self.txn.open_table(CALLS_BY_PHONE)?.iter()? {
+            let (k, _) = item?;
+            let (phone, call) = k.value();
+            found.insert((phone.to_string(), call));
+        }
+        compare("calls_by_phone", text(&by_phone), text(&found));
+        let mut found = BTreeMap::new();
+        for item in self.txn.open_table(OPEN_CALLS)?.iter()? {
+            let (k, v) = item?;
+            let (campaign, phone) = k.value();
+            found.insert((campaign, phone.to_string()), v.value());
+        }
+        compare("open_calls", text(&open), text(&found));
+        let mut found = BTreeSet::new();
+        for item in self.txn.open_table(CALL_COUNTS)?.iter()? {
+            let (k, v) = item?;
+            if v.value() != 0 {
+                found.insert((k.value(), v.value()));
+            }
+        }
+        let expected: BTreeSet<((u64, u8), u64)> = counts.into_iter().collect();
+        compare("call_counts", text(&expected), text(&found));
+        Ok(problems)
+    }
+}

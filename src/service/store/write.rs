@@ -338,3 +338,104 @@ impl<'t> WriteTables<'t> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::StorageConfig;
+    use crate::core::model::{CallState, Hold};
+    use crate::service::store::Store;
+
+    fn memory_store() -> Store {
+        Store::open_with_backend(redb::backends::InMemoryBackend::new(), "memory", &StorageConfig { quick_repair: false, cache_size_bytes: 4 << 20 }).unwrap()
+    }
+
+    /// A state for call `k`; queue positions are made unique by the caller.
+    fn state() -> impl Strategy<Value = CallState> {
+        let hold = prop_oneof![
+            Just(None),
+            (0i64..50, prop_oneof![Just(HoldReason::OutsideCallingHours), Just(HoldReason::ContactCap)])
+                .prop_map(|(until, reason)| Some(Hold { reason, until })),
+        ];
+        prop_oneof![
+            hold.prop_map(|hold| CallState::Initiated { queue_seq: 0, hold }),
+            (0i64..50).prop_map(|deadline| CallState::Processing { deadline }),
+            (0i64..50).prop_map(|next_retry_at| CallState::Retrying { next_retry_at }),
+            Just(CallState::Picked),
+            Just(CallState::Failed),
+            prop_oneof![Just(CancelReason::CampaignStopped), Just(CancelReason::DoNotCall)].prop_map(|reason| CallState::Cancelled { reason }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever sequence of record changes the writer makes, every index agrees with the
+        /// records after each commit (the model is the records themselves: `check_indexes`
+        /// derives every index from them and compares).
+        #[test]
+        fn every_index_agrees_with_its_records_after_any_sequence_of_changes(
+            steps in proptest::collection::vec((0usize..6, state(), 0i64..100), 1..60),
+            per_commit in 1usize..5,
+        ) {
+            let store = memory_store();
+            let mut calls: Vec<Option<Call>> = vec![None; 6];
+            let mut seq = 0u64;
+            for chunk in steps.chunks(per_commit) {
+                let txn = store.begin_write().unwrap();
+                {
+                    let mut t = WriteTables::open(&txn).unwrap();
+                    for (k, new_state, updated_at) in chunk {
+                        // Calls 2j and 2j+1 share a number, in different campaigns.
+                        let mut call = calls[*k].clone().unwrap_or_else(|| Call {
+                            call_id: CallId(1000 + *k as u128),
+                            campaign_id: 1 + (*k % 2) as u64,
+                            phone_number: format!("+1555000000{}", k / 2),
+                            timezone: None,
+                            state: CallState::Failed,
+                            attempt_count: 1,
+                            max_attempts: 3,
+                            created_at: 0,
+                            updated_at: 0,
+                            total_call_time: 0,
+                            error_message: None,
+                            attempts: vec![],
+                        });
+                        call.state = match new_state {
+                            CallState::Initiated { hold, .. } => {
+                                // Keep the old position while queued (as holds do), else take a new one.
+                                let queue_seq = match calls[*k].as_ref().map(|c| &c.state) {
+                                    Some(CallState::Initiated { queue_seq, .. }) => *queue_seq,
+                                    _ => { seq += 1; seq }
+                                };
+                                CallState::Initiated { queue_seq, hold: *hold }
+                            }
+                            other => other.clone(),
+                        };
+                        call.updated_at = *updated_at;
+                        t.put_call(calls[*k].as_ref(), &call).unwrap();
+                        calls[*k] = Some(call);
+                    }
+                }
+                txn.commit().unwrap();
+                let problems = store.read().unwrap().check_indexes().unwrap();
+                prop_assert!(problems.is_empty(), "{problems:#?}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_indexes_finds_an_index_entry_without_its_record() {
+        let store = memory_store();
+        let txn = store.begin_write().unwrap();
+        {
+            let mut t = WriteTables::open(&txn).unwrap();
+            t.ready.insert(7, (99u128, 1u64)).unwrap();
+        }
+        txn.commit().unwrap();
+        let problems = store.read().unwrap().check_indexes().unwrap();
+        assert_eq!(problems, vec!["ready_queue: unexpected (7, 99, 1)".to_string()]);
+    }
+}

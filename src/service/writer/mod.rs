@@ -17,6 +17,8 @@ mod context;
 mod dialing;
 mod dnc;
 mod jobs;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -331,6 +333,11 @@ impl Writer {
             if let Err(error) = self.run_batch(batch) {
                 tracing::error!(%error, "storage failure in the writer: stopping (fail-stop); the next start recovers from the last commit");
                 on_fatal(&error);
+                // Refuse everything else (dropping a command drops its reply: the sender sees
+                // the service stopping) until the last sender is gone.
+                for command in inbox.iter() {
+                    drop(command);
+                }
                 return;
             }
             self.gauges.writer_heartbeat(self.clock.now_ms());
