@@ -221,15 +221,26 @@ impl Scheduler {
         if !self.unsent.is_empty() || !self.undelivered.is_empty() || self.timers_backlog {
             return BACKOFF_WAKE_MS;
         }
-        let mut wake = IDLE_WAKE_MS;
-        if let Some(at) = self.wheel.next_wakeup_ms() {
-            wake = wake.min((at as i64 - now).max(0) as u64);
+        match self.next_work_at(now) {
+            Some(at) => ((at - now).max(0) as u64).min(IDLE_WAKE_MS),
+            None => IDLE_WAKE_MS,
         }
-        if !self.eligible.is_empty() && self.slots_used() < self.settings.max_concurrent_calls as usize {
+    }
+
+    /// The next instant a turn has work without any new event: a timer falls due, or the pace
+    /// allows the next dial of a waiting call. `None`: only an event can bring work.
+    pub fn next_work_at(&mut self, now: Millis) -> Option<Millis> {
+        let timer = self.wheel.next_wakeup_ms().map(|at| at as Millis);
+        let pace = if !self.eligible.is_empty() && self.slots_used() < self.settings.max_concurrent_calls as usize {
             self.bucket.refill(now);
-            wake = wake.min(self.bucket.ms_until_token().max(1));
+            Some(now + self.bucket.ms_until_token().max(1) as Millis)
+        } else {
+            None
+        };
+        match (timer, pace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        wake
     }
 
     fn slots_used(&self) -> usize {

@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod dialing;
+mod disk;
 mod faults;
 mod mock_provider;
 mod operator;
@@ -14,6 +15,7 @@ mod packaging;
 mod regressions;
 mod retry;
 mod simulated_time;
+mod simulation;
 mod store_format;
 mod systemd_notify;
 mod tui;

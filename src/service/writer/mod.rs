@@ -345,6 +345,11 @@ impl Writer {
         tracing::debug!("writer stopped: every sender is gone");
     }
 
+    /// Whether long jobs are waiting for their next chunk (an empty batch advances them).
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
     /// Applies a batch in one transaction and commits it; replies and events go out only after
     /// the commit returned.
     pub fn run_batch(&mut self, batch: Vec<Command>) -> Result<(), StoreError> {
@@ -485,10 +490,17 @@ impl Writer {
     }
 }
 
+/// The writer's inbox: the handle senders share, and the receiving end for `Writer::run` (or for
+/// a test that runs batches itself).
+pub fn inbox(capacity: usize) -> (WriterHandle, Receiver<Command>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    (WriterHandle { inbox: tx }, rx)
+}
+
 /// Starts the writer thread. It ends when every `WriterHandle` is dropped and its inbox is
 /// empty, or at a storage failure (then `on_fatal` runs).
 pub fn spawn(writer: Writer, on_fatal: FatalHook) -> (WriterHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = crossbeam_channel::bounded(writer.settings.inbox_max);
-    let handle = std::thread::Builder::new().name("callmgr-writer".into()).spawn(move || writer.run(rx, on_fatal)).expect("the writer thread starts");
-    (WriterHandle { inbox: tx }, handle)
+    let (handle, rx) = inbox(writer.settings.inbox_max);
+    let thread = std::thread::Builder::new().name("callmgr-writer".into()).spawn(move || writer.run(rx, on_fatal)).expect("the writer thread starts");
+    (handle, thread)
 }
