@@ -83,6 +83,13 @@ pub struct RetryContext<'a> {
     pub timezone: Option<&'a TimeZone>,
 }
 
+impl RetryContext<'_> {
+    /// The callee's zones as the rules take them: none means the rules file's.
+    fn zones(&self) -> &[TimeZone] {
+        self.timezone.map(std::slice::from_ref).unwrap_or(&[])
+    }
+}
+
 /// A new call: INITIATED, attempt 1.
 pub fn new_call(call_id: CallId, campaign_id: CampaignId, phone_number: String, timezone: Option<String>, max_attempts: u32, now: Millis) -> Call {
     Call {
@@ -204,7 +211,7 @@ pub fn step(call: &Call, input: Input<'_>, now: Millis, retry: &RetryContext<'_>
             if now - due > RETRY_LATE_GRACE_MS {
                 // Fell due while the service was down: dial now only if the window is still open.
                 let next_attempt = call.attempt_count + 1;
-                match retry.rules.window_open_at(call.campaign_id, next_attempt, to_timestamp(now), retry.timezone) {
+                match retry.rules.window_open_at(call.campaign_id, next_attempt, to_timestamp(now), retry.zones()) {
                     Some(open) if open.as_millisecond() > now => {
                         next.next_retry_at = Some(open.as_millisecond());
                         return Ok(changed(next, vec![]));
@@ -270,7 +277,7 @@ fn apply_outcome(
             attempt: next.attempt_count,
             max_attempts: next.max_attempts,
             campaign_id: next.campaign_id,
-            timezone: retry.timezone,
+            zones: retry.zones(),
         };
         match retry.rules.next_retry(&query) {
             RetryDecision::Retry { at, .. } => {
