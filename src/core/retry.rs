@@ -317,7 +317,7 @@ pub enum ConfigProblem {
     CapWithoutRetry,
     #[error("{status} is missing: when status_retry_rules is given it must list DISCONNECTED, RNR and FAILED")]
     StatusMissing { status: &'static str },
-    #[error("calling_hours is an empty list (leave the key out for no restriction)")]
+    #[error("the list is empty (leave the key out for no restriction)")]
     NoCallingHours,
     #[error("the entry sets neither rules nor calling_hours")]
     EmptyCampaignEntry,
@@ -1493,11 +1493,12 @@ mod tests {
         attempt: u32,
         max_attempts: u32,
         campaign_id: u64,
-        timezone: Option<&'static str>,
+        /// The callee's zones; empty = the file's.
+        zones: &'static [&'static str],
     }
 
     fn q(at: &'static str) -> Q {
-        Q { outcome: Outcome::Rnr, at, attempt: 1, max_attempts: 3, campaign_id: 1, timezone: None }
+        Q { outcome: Outcome::Rnr, at, attempt: 1, max_attempts: 3, campaign_id: 1, zones: &[] }
     }
 
     impl Q {
@@ -1510,8 +1511,8 @@ mod tests {
         fn campaign(self, campaign_id: u64) -> Q {
             Q { campaign_id, ..self }
         }
-        fn timezone(self, name: &'static str) -> Q {
-            Q { timezone: Some(name), ..self }
+        fn zones(self, zones: &'static [&'static str]) -> Q {
+            Q { zones, ..self }
         }
     }
 
@@ -1519,15 +1520,19 @@ mod tests {
         RetryRules::from_yaml_str(yaml, FILE).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn zones(names: &[&str]) -> Vec<TimeZone> {
+        names.iter().map(|name| TimeZone::get(name).unwrap()).collect()
+    }
+
     fn ask(rules: &RetryRules, query: Q) -> RetryDecision {
-        let timezone = query.timezone.map(|name| TimeZone::get(name).unwrap());
+        let zones = zones(query.zones);
         rules.next_retry(&RetryQuery {
             outcome: query.outcome,
             at: query.at.parse().unwrap(),
             attempt: query.attempt,
             max_attempts: query.max_attempts,
             campaign_id: query.campaign_id,
-            zones: timezone.as_slice(),
+            zones: &zones,
         })
     }
 
@@ -1616,9 +1621,9 @@ global_rules:
             // Saturday 19:45 + 30m = 20:15: Sunday 10:00.
             (q("2026-01-11T00:45:00Z"), r#"2026-01-11T15:00:00Z global_rules[1] "Weekend" time_slots[0] sunday +30m moved"#.to_owned()),
             // The callee's timezone wins over the file's: Monday 09:30 in Kolkata (+05:30).
-            (q("2026-01-05T04:00:00Z").timezone("Asia/Kolkata"), format!("2026-01-05T05:00:00Z {weekday} monday +1h")),
+            (q("2026-01-05T04:00:00Z").zones(&["Asia/Kolkata"]), format!("2026-01-05T05:00:00Z {weekday} monday +1h")),
             // Kolkata Monday 16:30 + 1h: Tuesday 09:00 Kolkata.
-            (q("2026-01-05T11:00:00Z").timezone("Asia/Kolkata"), format!("2026-01-06T03:30:00Z {weekday} tuesday +1h moved")),
+            (q("2026-01-05T11:00:00Z").zones(&["Asia/Kolkata"]), format!("2026-01-06T03:30:00Z {weekday} tuesday +1h moved")),
         ];
         for (query, expected) in cases {
             check(REFERENCE, query, &expected);
@@ -2035,6 +2040,241 @@ scheduler:
                 .describe();
         assert!(described.contains("outcomes: DISCONNECTED retried, RNR final, FAILED retried up to attempt 2, PICKED final"), "{described}");
         assert!(described.contains("global rules: no slots, any time is eligible"), "{described}");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Calling hours and contact limits. 2026-01-05 is a Monday; in January Boise is at -07:00
+    // and Los Angeles at -08:00, so 08:00-21:00 in both is 16:00Z-04:00Z.
+
+    /// Weekdays 08:00-21:00, Saturday 09:00-17:00, Sunday closed; no slots.
+    const HOURS: &str = r#"
+calling_hours:
+  - {days: [monday, tuesday, wednesday, thursday, friday], start_time: "08:00", end_time: "21:00"}
+  - {days: [saturday], start_time: "09:00", end_time: "17:00"}
+"#;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn calling_hours_hold_every_retry() {
+        let moved = "anytime +1h moved";
+        // Inside: unchanged.
+        check(HOURS, q("2026-01-05T10:00:00Z"), "2026-01-05T11:00:00Z anytime +1h");
+        // Monday 20:30 + 1h is after hours: Tuesday 08:00.
+        check(HOURS, q("2026-01-05T20:30:00Z"), &format!("2026-01-06T08:00:00Z {moved}"));
+        // Saturday 16:30 + 1h: Sunday is closed, so Monday 08:00.
+        check(HOURS, q("2026-01-10T16:30:00Z"), &format!("2026-01-12T08:00:00Z {moved}"));
+        // The callee's zone: 20:30 in Kolkata is 15:00Z.
+        check(HOURS, q("2026-01-05T15:00:00Z").zones(&["Asia/Kolkata"]), "2026-01-06T02:30:00Z anytime +1h moved");
+        // A retry window and calling hours together: the window opens at 07:00, calling hours at
+        // 08:00; the window closes at 09:00 on Saturday, before calling hours open.
+        let both = format!("{HOURS}global_rules: [{{days: [mon, tue, wed, thu, fri, sat], time_slots: [{{start_time: \"07:00\", end_time: \"09:00\"}}]}}]\n");
+        check(&both, q("2026-01-05T05:00:00Z"), "2026-01-05T08:00:00Z global_rules[0] time_slots[0] monday +1h moved");
+        check(&both, q("2026-01-09T08:30:00Z"), "2026-01-12T08:00:00Z global_rules[0] time_slots[0] monday +1h moved");
+    }
+
+    #[test]
+    fn an_ambiguous_callee_is_inside_calling_hours_in_every_zone() {
+        let rules = rules(HOURS);
+        let boise_first: &[&str] = &["America/Boise", "America/Los_Angeles"];
+        // 15:30Z is 08:30 in Boise but 07:30 in Los Angeles.
+        check(HOURS, q("2026-01-05T14:30:00Z").zones(boise_first), "2026-01-05T16:00:00Z anytime +1h moved");
+        // 04:30Z is 21:30 in Boise: Boise reopens at 15:00Z, Los Angeles at 16:00Z.
+        let decision = ask(&rules, q("2026-01-06T03:30:00Z").zones(boise_first));
+        assert_eq!(
+            decision.to_string(),
+            "retry at 2026-01-06T16:00:00Z (2026-01-06T09:00:00-07:00[America/Boise], tuesday)\n\
+             also 2026-01-06T08:00:00-08:00[America/Los_Angeles] (tuesday) in another candidate zone of the callee\n\
+             interval: 1h (from defaults)\n\
+             window: none configured, any time is eligible\n\
+             calling hours: mon tue wed thu fri 08:00-21:00; sat 09:00-17:00 (calling_hours)\n\
+             moved: outcome + interval = 2026-01-06T04:30:00Z is outside calling hours in America/Boise; they next open at 2026-01-06T15:00:00Z\n\
+             moved: 2026-01-06T15:00:00Z is outside calling hours in America/Los_Angeles; they next open at 2026-01-06T16:00:00Z"
+        );
+        let boise_and_la = zones(boise_first);
+        assert_eq!(rules.calling_hours_open_at(1, &boise_and_la, at("2026-01-05T15:00:00Z")), Some(at("2026-01-05T16:00:00Z")));
+        assert_eq!(rules.calling_hours_open_at(1, &boise_and_la, at("2026-01-05T20:00:00Z")), Some(at("2026-01-05T20:00:00Z")));
+        // Saturday: 09:00-17:00 in both is 17:00Z-00:00Z.
+        assert_eq!(rules.calling_hours_open_at(1, &boise_and_la, at("2026-01-10T23:59:59Z")), Some(at("2026-01-10T23:59:59Z")));
+        assert_eq!(rules.calling_hours_open_at(1, &boise_and_la, at("2026-01-11T00:00:00Z")), Some(at("2026-01-12T16:00:00Z")));
+        assert_eq!(rules.window_open_at(1, 2, at("2026-01-11T00:00:00Z"), &boise_and_la), Some(at("2026-01-12T16:00:00Z")));
+        // No zones: the file's (UTC).
+        assert_eq!(rules.calling_hours_open_at(1, &[], at("2026-01-05T07:00:00Z")), Some(at("2026-01-05T08:00:00Z")));
+    }
+
+    #[test]
+    fn calling_hours_that_never_meet_give_up() {
+        let yaml = r#"calling_hours: {days: [mon, tue, wed, thu, fri, sat, sun], start_time: "09:00", end_time: "17:00"}"#;
+        let rules = rules(yaml);
+        // 09:00-17:00 in Kolkata is 03:30Z-11:30Z; in New York (January) 14:00Z-22:00Z.
+        let apart: &[&str] = &["Asia/Kolkata", "America/New_York"];
+        check(yaml, q("2026-01-05T10:00:00Z").zones(apart), "give up: No retry window available");
+        assert_eq!(rules.calling_hours_open_at(1, &zones(apart), at("2026-01-05T10:00:00Z")), None);
+        assert_eq!(rules.window_open_at(1, 2, at("2026-01-05T10:00:00Z"), &zones(apart)), None);
+        // Each alone is fine.
+        check(yaml, q("2026-01-05T10:00:00Z").zones(&["Asia/Kolkata"]), "2026-01-05T11:00:00Z anytime +1h");
+        check(yaml, q("2026-01-05T10:00:00Z").zones(&["America/New_York"]), "2026-01-05T14:00:00Z anytime +1h moved");
+    }
+
+    #[test]
+    fn campaign_calling_hours_replace_the_global_ones() {
+        let yaml = format!(
+            "{HOURS}global_rules: [{{days: [mon, tue, wed, thu, fri], time_slots: [{{start_time: \"09:00\", end_time: \"17:00\"}}]}}]\n\
+             campaign_rules:\n  \
+               - {{campaign_id: 2, name: \"Around the clock\", calling_hours: {{days: [mon, tue, wed, thu, fri, sat, sun], start_time: \"00:00\", end_time: \"24:00\"}}}}\n  \
+               - {{campaign_id: 3, rules: [], calling_hours: {{days: [sun], start_time: \"10:00\", end_time: \"12:00\"}}}}\n"
+        );
+        let rules = rules(&yaml);
+        let global = rules.calling_hours_for(1).unwrap();
+        assert_eq!((global.scope, global.location.as_str()), (CallingHoursScope::Global, "calling_hours"));
+        let around_the_clock = rules.calling_hours_for(2).unwrap();
+        assert_eq!(around_the_clock.scope, CallingHoursScope::Campaign(2));
+        assert_eq!(
+            around_the_clock.to_string(),
+            "mon tue wed thu fri sat sun 00:00-24:00 (campaign_rules[0] \"Around the clock\" (campaign_id 2) calling_hours, replacing the global calling hours)"
+        );
+        // Campaign 2 keeps the global retry rules: Saturday waits for Monday 09:00.
+        check(&yaml, q("2026-01-10T03:00:00Z").campaign(2), "2026-01-12T09:00:00Z global_rules[0] time_slots[0] monday +1h moved");
+        assert_eq!(rules.calling_hours_open_at(2, &[], at("2026-01-11T03:00:00Z")), Some(at("2026-01-11T03:00:00Z")));
+        assert_eq!(rules.calling_hours_open_at(1, &[], at("2026-01-11T03:00:00Z")), Some(at("2026-01-12T08:00:00Z")));
+        // Campaign 3: no slots, its own hours only.
+        check(&yaml, q("2026-01-05T10:00:00Z").campaign(3), "2026-01-11T10:00:00Z anytime +1h moved");
+        assert_eq!(rules.calling_hours_for(3).unwrap().scope, CallingHoursScope::Campaign(3));
+        assert!(RetryRules::permissive().calling_hours_for(1).is_none());
+        assert_eq!(RetryRules::permissive().calling_hours_open_at(1, &[], at("2026-01-11T03:00:00Z")), Some(at("2026-01-11T03:00:00Z")));
+        assert_eq!(
+            rules.describe(),
+            "  timezone: UTC (a number's or campaign's own timezone takes precedence)\n  \
+             defaults: max_attempts 3, retry interval 1h\n  \
+             outcomes: DISCONNECTED retried, RNR retried, FAILED retried, PICKED final\n  \
+             calling hours: mon tue wed thu fri 08:00-21:00; sat 09:00-17:00 (calling_hours), in the callee's local time (in every candidate zone)\n  \
+             contact limits: none\n  \
+             global rules: 1 slot(s)\n    \
+             global_rules[0] time_slots[0]: mon tue wed thu fri 09:00-17:00\n  \
+             campaign 2: the global rules apply\n  \
+             campaign 2 calling hours: mon tue wed thu fri sat sun 00:00-24:00 (campaign_rules[0] \"Around the clock\" (campaign_id 2) calling_hours, replacing the global calling hours)\n  \
+             campaign 3 (replaces the global rules): no slots, any time is eligible\n  \
+             campaign 3 calling hours: sun 10:00-12:00 (campaign_rules[1] (campaign_id 3) calling_hours, replacing the global calling hours)"
+        );
+    }
+
+    #[test]
+    fn calling_hours_across_dst() {
+        // New York springs forward at 02:00 on 2026-03-08: hours from 02:30 open at 03:00 EDT.
+        let spring = rules(r#"{timezone: America/New_York, calling_hours: {days: [sun], start_time: "02:30", end_time: "05:00"}}"#);
+        assert_eq!(spring.calling_hours_open_at(1, &[], at("2026-03-08T05:00:00Z")), Some(at("2026-03-08T07:00:00Z")));
+        // It falls back at 02:00 on 2026-11-01: 01:30 comes twice, the earlier (EDT) counts.
+        let fall = rules(r#"{timezone: America/New_York, calling_hours: {days: [sun], start_time: "01:30", end_time: "03:00"}}"#);
+        assert_eq!(fall.calling_hours_open_at(1, &[], at("2026-11-01T04:00:00Z")), Some(at("2026-11-01T05:30:00Z")));
+        // Santiago springs forward at midnight on 2026-09-06: Sunday starts at 01:00 (-03:00).
+        let santiago = rules(r#"{timezone: America/Santiago, calling_hours: {days: [sun], start_time: "00:00", end_time: "02:00"}}"#);
+        assert_eq!(santiago.calling_hours_open_at(1, &[], at("2026-09-05T12:00:00Z")), Some(at("2026-09-06T04:00:00Z")));
+    }
+
+    #[test]
+    fn contact_limits_are_read() {
+        assert_eq!(rules("{}").contact_limits(), None);
+        let day = rules(r#"contact_limits: {max_attempts: 3, window: "24h"}"#);
+        assert_eq!(day.contact_limits(), Some(ContactLimits { max_attempts: 3, window: SignedDuration::from_hours(24) }));
+        assert!(day.describe().contains("\n  contact limits: at most 3 dial(s) of a number in any 24h, across campaigns\n"), "{}", day.describe());
+        let week = rules("contact_limits: {max_attempts: 7, window: 7d}");
+        assert_eq!(week.contact_limits(), Some(ContactLimits { max_attempts: 7, window: SignedDuration::from_hours(7 * 24) }));
+        let short = rules("contact_limits: {max_attempts: 1, window: 90s}");
+        assert_eq!(short.contact_limits().unwrap().window, SignedDuration::from_secs(90));
+    }
+
+    #[test]
+    fn calling_hours_and_contact_limit_errors_name_the_place() {
+        let entry = |days: &str, start: &str, end: &str| format!("{{days: [{days}], start_time: \"{start}\", end_time: \"{end}\"}}");
+        let every_day = "mon, tue, wed, thu, fri, sat, sun";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("calling_hours: {}", entry("mon", "21:00", "08:00")), "calling_hours: end_time 08:00 is before start_time 21:00"),
+            (format!("calling_hours: {}", entry("", "08:00", "21:00")), "calling_hours: days is empty"),
+            (
+                format!("calling_hours: [{}, {}]", entry("mon", "08:00", "21:00"), entry("funday", "08:00", "21:00")),
+                "calling_hours[1]: unknown day \"funday\" (expected monday ... sunday or mon ... sun)",
+            ),
+            (format!("calling_hours: {}", entry("mon, tue, Monday", "08:00", "21:00")), "calling_hours: monday is listed twice"),
+            (
+                format!("calling_hours: {}", entry("mon", "8am", "21:00")),
+                "calling_hours: start_time \"8am\" is not a time of day (expected HH:MM or HH:MM:SS, 00:00 to 24:00)",
+            ),
+            (format!("calling_hours: {}", entry("mon", "08:00", "08:00")), "calling_hours: end_time 08:00 equals start_time 08:00: the slot is empty"),
+            (
+                format!("calling_hours: [{}, {}]", entry(every_day, "08:00", "21:00"), entry("sat", "20:00", "22:00")),
+                "calling_hours[1]: 20:00-22:00 overlaps calling_hours[0] 08:00-21:00 on saturday",
+            ),
+            ("calling_hours: []".to_owned(), "calling_hours: the list is empty (leave the key out for no restriction)"),
+            (
+                format!("campaign_rules: [{{campaign_id: 2, calling_hours: {}}}]", entry("mon", "10:00", "09:00")),
+                "campaign_rules[0] (campaign_id 2) calling_hours: end_time 09:00 is before start_time 10:00",
+            ),
+            (
+                format!(
+                    "campaign_rules: [{{campaign_id: 2, name: x, calling_hours: [{}, {}]}}]",
+                    entry("mon", "08:00", "12:00"),
+                    entry("mon, tue", "11:00", "13:00")
+                ),
+                "campaign_rules[0] \"x\" (campaign_id 2) calling_hours[1]: 11:00-13:00 overlaps campaign_rules[0] \"x\" (campaign_id 2) calling_hours[0] 08:00-12:00 on monday",
+            ),
+            ("campaign_rules: [{campaign_id: 2}]".to_owned(), "campaign_rules[0] (campaign_id 2): the entry sets neither rules nor calling_hours"),
+            (
+                "contact_limits: {max_attempts: 3, window: 24}".to_owned(),
+                "contact_limits: window \"24\" is not a duration (write it with a unit: 90m, 24h, 7d)",
+            ),
+            (
+                "contact_limits: {max_attempts: 3, window: 1mo}".to_owned(),
+                "contact_limits: window \"1mo\" is not a duration (write it with a unit: 90m, 24h, 7d)",
+            ),
+            ("contact_limits: {max_attempts: 3, window: 0s}".to_owned(), "contact_limits: the window must be positive, got 0s"),
+            ("contact_limits: {max_attempts: 3, window: 31d}".to_owned(), "contact_limits: the window 31d is longer than the limit of 30 days"),
+            ("contact_limits: {max_attempts: 0, window: 24h}".to_owned(), "contact_limits: max_attempts must be between 1 and 100, got 0"),
+            ("contact_limits: {max_attempts: 101, window: 24h}".to_owned(), "contact_limits: max_attempts must be between 1 and 100, got 101"),
+        ];
+        for (yaml, expected) in cases {
+            check_error(&yaml, &format!("{FILE}: {expected}"));
+        }
+        // Adjacent entries join; the same hours on different days do not overlap.
+        rules(&format!("calling_hours: [{}, {}, {}]", entry("fri", "08:00", "24:00"), entry("sat", "00:00", "02:00"), entry("sat", "09:00", "17:00")));
+        check_yaml_error(
+            "calling_hours:\n  days: [mon]\n  start_time: \"08:00\"\n  end_time: \"21:00\"\n  timezone: UTC\n",
+            &["calling_hours", "unknown field `timezone`", "line 5"],
+        );
+        check_yaml_error("calling_hours: \"08:00-21:00\"\n", &["calling_hours", "expected a mapping {days, start_time, end_time} or a list of them"]);
+        check_yaml_error("calling_hours: [{days: [mon], start_time: \"08:00\"}]\n", &["calling_hours[0]", "missing field `end_time`"]);
+        check_yaml_error("contact_limits: {max_attempts: 3}\n", &["contact_limits", "missing field `window`"]);
+        check_yaml_error("- {day_of_week: sat, start_time: \"10:00\", end_time: \"12:00\", calling_hours: []}\n", &["unknown field `calling_hours`"]);
+    }
+
+    /// The dev config (the first-run tour) and the packaged one both allow 08:00-21:00 every day;
+    /// only the dev config has campaign 2 around the clock, under the global retry rules.
+    #[test]
+    fn shipped_configs_set_calling_hours_every_day() {
+        let every_day_8_to_21 = "mon tue wed thu fri sat sun 08:00-21:00";
+        let files = [
+            ("config/retry_config.yaml", include_str!("../../config/retry_config.yaml")),
+            ("packaging/retry_config.yaml", include_str!("../../packaging/retry_config.yaml")),
+        ];
+        for (name, text) in files {
+            let shipped = RetryRules::from_yaml_str(text, name).unwrap_or_else(|e| panic!("{e}"));
+            let hours = shipped.calling_hours_for(1).unwrap_or_else(|| panic!("{name}: no calling hours"));
+            assert_eq!((hours.scope, hours.summary().as_str()), (CallingHoursScope::Global, every_day_8_to_21), "{name}");
+            assert_eq!(shipped.default_max_attempts(), 3, "{name}");
+            assert!(shipped.ignored_keys().is_empty(), "{name}");
+            // 21:30 UTC: held until 08:00.
+            assert_eq!(shipped.calling_hours_open_at(1, &[], at("2026-01-05T21:30:00Z")), Some(at("2026-01-06T08:00:00Z")), "{name}");
+        }
+        let dev = rules(files[0].1);
+        let demo = dev.calling_hours_for(2).unwrap();
+        assert_eq!((demo.scope, demo.summary().as_str()), (CallingHoursScope::Campaign(2), "mon tue wed thu fri sat sun 00:00-24:00"));
+        assert_eq!(dev.calling_hours_open_at(2, &[], at("2026-01-05T21:30:00Z")), Some(at("2026-01-05T21:30:00Z")));
+        // Campaign 2 keeps the global retry windows: Monday 16:30 waits for Tuesday 09:00.
+        let decision = ask(&dev, q("2026-01-05T16:30:00Z").campaign(2));
+        assert_eq!(summary(&decision), "2026-01-06T09:00:00Z global_rules[0] \"Weekday business hours\" time_slots[0] tuesday +1h moved");
+        let packaged = rules(files[1].1);
+        assert_eq!(packaged.calling_hours_for(2).unwrap().scope, CallingHoursScope::Global);
     }
 
     // -----------------------------------------------------------------------------------------
