@@ -508,14 +508,14 @@ impl RuleSet {
         };
 
         // Slot starts, day by day. The day before `from`'s is searched too, for a clock set back
-        // across midnight, and the day after `until`'s, for the same reason. Offsets change by
-        // far less than a day, so nothing found two days after a hit can beat it.
-        let until_date = timezone.to_datetime(until).date();
-        let last_date = until_date.tomorrow().unwrap_or(until_date);
+        // across midnight, and a day past `until`'s local date for the same reason (counted
+        // from the length of the range, which is cheaper than converting `until`). Offsets
+        // change by far less than a day, so nothing found two days after a hit can beat it.
+        let day_count = until.duration_since(from).as_secs() / i64::from(SECONDS_PER_DAY) + 4;
         let mut date: Date = from_local.date().yesterday().unwrap_or(from_local.date());
         let mut day_of_best: Option<i64> = None;
-        for day in 0i64.. {
-            if date > last_date || day_of_best.is_some_and(|d| day > d + 1) {
+        for day in 0..day_count {
+            if day_of_best.is_some_and(|d| day > d + 1) {
                 break;
             }
             for slot in &self.by_weekday[weekday_index(date.weekday())] {
