@@ -89,7 +89,8 @@ use serde::Deserialize;
 
 use crate::core::model::Outcome;
 
-/// How far past `at + interval` the search for an eligible window goes (step 5 of the retry computation).
+/// How far the search for an instant inside the windows and calling hours goes: past the
+/// candidate `at + interval` for a retry (step 5), past `at` for the "open at" questions.
 pub const WINDOW_SEARCH_HORIZON_DAYS: i64 = 14;
 /// The largest `max_attempts` accepted anywhere in the file and by
 /// [`RetryRules::with_default_max_attempts`].
