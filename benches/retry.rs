@@ -1,10 +1,13 @@
-//! Cost of one `RetryRules::next_retry` call (DESIGN §4), the question the state machine asks
+//! Cost of one `RetryRules::next_retry` call, the question the state machine asks
 //! on every failed attempt. Target: well under 5 µs per call.
 //!
 //! `reference_week` uses the reference system's windows (weekdays 09:00-17:00 hourly, weekends
 //! 10:00-12:00 hourly and 19:00-20:00 every 30 minutes) with outcome times spread over a week
 //! that contains New York's spring-forward, in four timezones. `no_window` is the worst case:
 //! every slot is capped below the next attempt, so the whole 14-day horizon is searched.
+//! `calling_hours` adds calling hours (weekdays 08:00-21:00, Saturday 09:00-17:00) to the same
+//! queries; `ambiguous_callee` asks for the Boise and Los Angeles pair of a `+1208` number, so the
+//! retry must be inside the windows and calling hours in both.
 
 use std::hint::black_box;
 
@@ -48,7 +51,7 @@ fn next_retry(c: &mut Criterion) {
                     attempt,
                     max_attempts: 3,
                     campaign_id: 1,
-                    timezone: Some(&timezones[i % timezones.len()]),
+                    zones: std::slice::from_ref(&timezones[i % timezones.len()]),
                 }
             })
             .collect()
@@ -74,6 +77,29 @@ fn next_retry(c: &mut Criterion) {
         b.iter(|| {
             index = (index + 1) % QUERY_COUNT;
             black_box(capped.next_retry(black_box(&capped_queries[index])))
+        })
+    });
+
+    let with_hours_text = format!(
+        "{REFERENCE_RULES}calling_hours:\n  - {{days: [monday, tuesday, wednesday, thursday, friday], start_time: \"08:00\", end_time: \"21:00\"}}\n  - {{days: [saturday], start_time: \"09:00\", end_time: \"17:00\"}}\n"
+    );
+    let with_hours = RetryRules::from_yaml_str(&with_hours_text, "bench").expect("valid rules");
+    c.bench_function("next_retry/calling_hours", |b| {
+        let mut index = 0;
+        b.iter(|| {
+            index = (index + 1) % QUERY_COUNT;
+            black_box(with_hours.next_retry(black_box(&reference_queries[index])))
+        })
+    });
+
+    let boise_and_los_angeles: Vec<TimeZone> =
+        ["America/Boise", "America/Los_Angeles"].into_iter().map(|name| TimeZone::get(name).expect("a known timezone")).collect();
+    let ambiguous_queries: Vec<RetryQuery<'_>> = reference_queries.iter().map(|query| RetryQuery { zones: &boise_and_los_angeles, ..query.clone() }).collect();
+    c.bench_function("next_retry/ambiguous_callee", |b| {
+        let mut index = 0;
+        b.iter(|| {
+            index = (index + 1) % QUERY_COUNT;
+            black_box(with_hours.next_retry(black_box(&ambiguous_queries[index])))
         })
     });
 }

@@ -291,8 +291,9 @@ pub fn step(call: &Call, event: Event<'_>, now: Millis, context: &Context<'_>) -
                 return Ok(cancel(next, CancelReason::CampaignStopped));
             }
             if now - armed_for > RETRY_LATE_GRACE_MS {
-                // Fell due while the service was down: dial now only if the window is still open.
-                match context.rules.window_open_at(call.campaign_id, call.attempt_count + 1, to_timestamp(now), context.zones.first()) {
+                // Fell due while the service was down: re-queue now only if its retry window and the
+                // calling hours are still open, else wait for the next opening of both.
+                match context.rules.window_open_at(call.campaign_id, call.attempt_count + 1, to_timestamp(now), context.zones) {
                     Some(open) if open.as_millisecond() > now => {
                         next.state = CallState::Retrying { next_retry_at: open.as_millisecond() };
                         return Ok(Transition::changed(next, vec![]));
@@ -391,8 +392,7 @@ fn apply_outcome(mut next: Call, outcome: Outcome, duration_seconds: Option<u64>
         next.state = CallState::Cancelled { reason: CancelReason::CampaignStopped };
         next.error_message = Some(CancelReason::CampaignStopped.message().into());
     } else {
-        let query =
-            RetryQuery { outcome, at: to_timestamp(now), attempt, max_attempts: next.max_attempts, campaign_id: next.campaign_id, timezone: ctx.zones.first() };
+        let query = RetryQuery { outcome, at: to_timestamp(now), attempt, max_attempts: next.max_attempts, campaign_id: next.campaign_id, zones: ctx.zones };
         match ctx.rules.next_retry(&query) {
             RetryDecision::Retry { at, .. } => {
                 // A retry is never due before the outcome that caused it.

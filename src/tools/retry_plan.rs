@@ -79,7 +79,7 @@ pub fn run(args: &RetryPlanArgs, rules: &RetryRules) -> Result<String, String> {
     };
     let max_attempts = facts.max_attempts.unwrap_or_else(|| rules.default_max_attempts());
     let query =
-        RetryQuery { outcome: args.outcome, at: args.at, attempt: args.attempt, max_attempts, campaign_id: args.campaign_id, timezone: timezone.as_ref() };
+        RetryQuery { outcome: args.outcome, at: args.at, attempt: args.attempt, max_attempts, campaign_id: args.campaign_id, zones: timezone.as_slice() };
     let decision = rules.next_retry(&query);
     let zone_text = match (&args.timezone, &facts.number_timezone, &facts.campaign_timezone) {
         (Some(tz), _, _) => format!("{tz} (--timezone)"),

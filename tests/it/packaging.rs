@@ -168,7 +168,7 @@ fn unit_config_and_deb_metadata_agree() {
         ("target/release/callmgr", "usr/bin/callmgr", "755"),
         ("systemd/callmgr.service", "lib/systemd/system/callmgr.service", "644"),
         ("packaging/callmgr.yaml", "etc/callmgr/callmgr.yaml", "640"),
-        ("config/retry_config.yaml", "etc/callmgr/retry_config.yaml", "640"),
+        ("packaging/retry_config.yaml", "etc/callmgr/retry_config.yaml", "640"),
     ];
     for (source, destination, mode) in assets {
         let entry = format!(r#"["{source}", "{destination}", "{mode}"]"#);

@@ -4,6 +4,7 @@
 //!
 //! * never more calls in flight than the global limit or a campaign's cap;
 //! * never two dials for one (call, attempt);
+//! * never a dial outside calling hours;
 //! * never a retry scheduled outside its window, and never re-queued outside it (beyond the
 //!   one-minute grace for a timer that fires late);
 //! * a number listed as do-not-call is never dialled afterwards;
@@ -41,8 +42,10 @@ const MAX_CONCURRENT: u32 = 12;
 const CAMPAIGN_CAP: u32 = 4;
 const PHONES: u64 = 400;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(600);
-/// Retries on weekdays 09:00-17:00 and Saturdays 10:00-14:00 (UTC), every 30 minutes.
+/// Calls only Monday to Saturday 08:00-20:00; retries on weekdays 09:00-17:00 and Saturdays
+/// 10:00-14:00 (UTC), every 30 minutes.
 const RULES: &str = "timezone: UTC\n\
+    calling_hours: {days: [monday, tuesday, wednesday, thursday, friday, saturday], start_time: \"08:00\", end_time: \"20:00\"}\n\
     defaults: {max_attempts: 3, retry_interval_minutes: 30}\n\
     global_rules:\n\
     \x20 - days: [monday, tuesday, wednesday, thursday, friday]\n\
@@ -248,7 +251,7 @@ impl Sim {
     }
 
     fn in_window(&self, at: Millis) -> bool {
-        self.rules.window_open_at(1, 2, to_timestamp(at), None) == Some(to_timestamp(at))
+        self.rules.window_open_at(1, 2, to_timestamp(at), &[]) == Some(to_timestamp(at))
     }
 
     fn check_event(&mut self, event: &Event, now: Millis) {
@@ -258,6 +261,9 @@ impl Sim {
                 && !self.in_window(*at)
             {
                 self.fail(format!("call {call_id} scheduled a retry at {} outside its window", to_timestamp(*at)));
+            }
+            if let Placement::Held { .. } = after {
+                self.count("holds");
             }
             if let (Placement::Waiting { at }, Placement::Queued { .. }) = (before, after) {
                 let on_time = now - at <= 60 * SECOND && self.in_window(*at);
@@ -288,6 +294,9 @@ impl Sim {
         self.count("dials");
         if !self.dialled.insert((job.call_id, job.attempt)) {
             self.fail(format!("call {} attempt {} dialled twice", job.call_id, job.attempt));
+        }
+        if self.rules.calling_hours_open_at(job.campaign_id, &[], to_timestamp(now)) != Some(to_timestamp(now)) {
+            self.fail(format!("call {} attempt {} dialled outside calling hours", job.call_id, job.attempt));
         }
         if let Some(listed) = self.listed_at.get(&job.phone_number)
             && *listed <= now
@@ -479,7 +488,7 @@ fn simulated_days_with_crashes_keep_every_invariant() {
         let stats = simulate(seed, 3);
         eprintln!("simulation seed {seed}: {stats:?}");
         assert!(
-            stats.get("dials").copied().unwrap_or(0) > 500 && stats.get("crashes").copied().unwrap_or(0) >= 4,
+            stats.get("dials").copied().unwrap_or(0) > 500 && stats.get("crashes").copied().unwrap_or(0) >= 4 && stats.get("holds").copied().unwrap_or(0) > 0,
             "seed {seed}: the simulation exercised too little: {stats:?}"
         );
     }
