@@ -36,6 +36,8 @@ pub struct AppState {
     pub gauges: Arc<Gauges>,
     pub stats: Arc<LiveStats>,
     pub clock: SharedClock,
+    /// One permit per running CSV export (`limits.exports_max`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registers `path` with and without the trailing slash (both are accepted, DESIGN §3).
