@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod dialing;
+mod hardening;
 mod operator;
 mod packaging;
 mod retry;
