@@ -13,6 +13,12 @@ use serde_norway::{Mapping, Value};
 /// The development token of the shipped config; `serve` warns loudly when it is in use.
 pub const DEV_TOKEN: &str = "dev-token-12345";
 
+/// The largest `limits.connections_max` accepted.
+const CONNECTIONS_MAX_LIMIT: usize = 1_000_000;
+
+/// The shortest connection or export timeout accepted.
+const CONNECTION_TIMEOUT_MIN: Duration = Duration::from_millis(100);
+
 /// `provider.url` value that runs the mock provider inside `serve`.
 pub const BUILTIN_MOCK: &str = "builtin-mock";
 
@@ -50,6 +56,22 @@ pub struct Limits {
     pub http_request_timeout: Duration,
     /// Time allowed for a graceful stop before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Open client connections. At the limit a new connection takes the place of the one that
+    /// has waited longest for a request; when every connection has a request in flight, the new
+    /// one is answered 503 and closed.
+    pub connections_max: usize,
+    /// Time a client has to send a whole request head once its first byte has arrived.
+    pub header_read_timeout: Duration,
+    /// Time a connection may wait with no request in flight (after connecting, or after its last
+    /// response) before the server closes it.
+    pub idle_timeout: Duration,
+    /// Time a response may wait for the client to accept any byte of it before the connection
+    /// is closed (a client that stopped reading).
+    pub write_stall_timeout: Duration,
+    /// CSV exports running at once; beyond it `calls/export/` answers 503.
+    pub exports_max: usize,
+    /// Time an export waits for its client to take the next chunk before it is abandoned.
+    pub export_stall_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +167,7 @@ impl Config {
              storage.quick_repair:   {}\n\
              storage.cache_size:     {} MiB\n\
              limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
+             connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
              log:                    level={} format={:?}\n",
             self.source.display(),
             self.listen,
@@ -179,6 +202,12 @@ impl Config {
             l.retry_release_max,
             fmt_duration(l.http_request_timeout),
             fmt_duration(l.shutdown_timeout),
+            l.connections_max,
+            fmt_duration(l.header_read_timeout),
+            fmt_duration(l.idle_timeout),
+            fmt_duration(l.write_stall_timeout),
+            l.exports_max,
+            fmt_duration(l.export_stall_timeout),
             self.log_level,
             self.log_format,
         )
@@ -333,6 +362,12 @@ struct RawLimits {
     retry_release_max: usize,
     http_request_timeout: DurationText,
     shutdown_timeout: DurationText,
+    connections_max: usize,
+    header_read_timeout: DurationText,
+    idle_timeout: DurationText,
+    write_stall_timeout: DurationText,
+    exports_max: usize,
+    export_stall_timeout: DurationText,
 }
 
 impl Default for RawLimits {
@@ -350,6 +385,12 @@ impl Default for RawLimits {
             retry_release_max: 2_000,
             http_request_timeout: "30s".into(),
             shutdown_timeout: "15s".into(),
+            connections_max: 512,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            write_stall_timeout: "60s".into(),
+            exports_max: 4,
+            export_stall_timeout: "30s".into(),
         }
     }
 }
@@ -539,6 +580,12 @@ fn validate(
         if value == 0 { Err(key_error(key, "must be at least 1".into())) } else { Ok(value) }
     };
 
+    // A connection timeout of zero would close every connection at once.
+    let connection_timeout = |key: &str, text: &DurationText| {
+        let value = duration(key, text)?;
+        if value < CONNECTION_TIMEOUT_MIN { Err(key_error(key, format!("must be at least {}", fmt_duration(CONNECTION_TIMEOUT_MIN)))) } else { Ok(value) }
+    };
+
     let listen: SocketAddr = raw.listen.parse().map_err(|_| key_error("listen", format!("`{}` is not an address:port such as 127.0.0.1:8000", raw.listen)))?;
     let tokens: Vec<String> = raw.tokens.iter().map(|t| t.trim().to_string()).collect();
     if tokens.is_empty() {
@@ -602,7 +649,16 @@ fn validate(
         retry_release_max: positive("limits.retry_release_max", l.retry_release_max)?,
         http_request_timeout: duration("limits.http_request_timeout", &l.http_request_timeout)?,
         shutdown_timeout: duration("limits.shutdown_timeout", &l.shutdown_timeout)?,
+        connections_max: positive("limits.connections_max", l.connections_max)?,
+        header_read_timeout: connection_timeout("limits.header_read_timeout", &l.header_read_timeout)?,
+        idle_timeout: connection_timeout("limits.idle_timeout", &l.idle_timeout)?,
+        write_stall_timeout: connection_timeout("limits.write_stall_timeout", &l.write_stall_timeout)?,
+        exports_max: positive("limits.exports_max", l.exports_max)?,
+        export_stall_timeout: connection_timeout("limits.export_stall_timeout", &l.export_stall_timeout)?,
     };
+    if limits.connections_max > CONNECTIONS_MAX_LIMIT {
+        return Err(key_error("limits.connections_max", format!("must be at most {CONNECTIONS_MAX_LIMIT} (each connection is an open file)")));
+    }
     if limits.page_size_default > limits.page_size_max {
         return Err(key_error("limits.page_size_default", "must not exceed limits.page_size_max".into()));
     }
@@ -682,6 +738,11 @@ mod tests {
         let config = load_text(MINIMAL, &[]).unwrap();
         assert_eq!(config.max_concurrent_calls, 100);
         assert_eq!(config.duplicate_window, Duration::from_secs(300));
+        assert_eq!(config.limits.connections_max, 512);
+        assert_eq!(config.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.limits.exports_max, 4);
+        assert_eq!(config.limits.export_stall_timeout, Duration::from_secs(30));
         assert_eq!(config.callback_url("127.0.0.1:8000".parse().unwrap()), "http://127.0.0.1:8000/api/v1/callback/");
     }
 
@@ -696,6 +757,9 @@ mod tests {
             ("log: {format: xml}\n", "key `log.format`"),
             ("provider: {url: ftp://x}\n", "key `provider.url`"),
             ("workers: 0\n", "key `workers`: must be at least 1"),
+            ("limits: {connections_max: 0}\n", "key `limits.connections_max`: must be at least 1"),
+            ("limits: {idle_timeout: 0s}\n", "key `limits.idle_timeout`: must be at least 100ms"),
+            ("limits: {export_stall_timeout: 10}\n", "has no unit"),
             ("tokens: [short]\n", "shorter than 8"),
         ];
         for (extra, expected) in cases {

@@ -18,6 +18,7 @@ use sd_notify::NotifyState;
 pub mod api;
 pub mod dispatch;
 pub mod events;
+pub mod http;
 pub mod scheduler;
 pub mod seed;
 pub mod stats;
@@ -72,6 +73,9 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
         "store opened and recovered"
     );
 
+    let http_settings = http::HttpSettings::from_limits(&config.limits);
+    // Each worker may hold a connection to the provider, and each export a thread and a snapshot.
+    http::raise_open_file_limit(&http_settings, config.workers + config.limits.exports_max);
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let bound = listener.local_addr()?;
     let callback_url: Arc<str> = config.callback_url(bound).into();
@@ -132,6 +136,7 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
     ));
     let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
 
+    let exports = Arc::new(tokio::sync::Semaphore::new(config.limits.exports_max));
     let state = AppState {
         writer: writer.clone(),
         store: store.clone(),
@@ -140,6 +145,7 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
         gauges: gauges.clone(),
         stats,
         clock: clock.clone(),
+        exports,
     };
     let app = api::router(state);
     gauges.ready.store(true, Ordering::Release);
@@ -149,13 +155,13 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
 
     let shutdown_timeout = config.limits.shutdown_timeout;
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = http::run(listener, app, http_settings, async move {
         shutdown.await;
         tracing::info!("stopping: no new connections; finishing requests in flight");
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
         let _ = drain_tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     let _ = drain_rx.await;
     // In-flight requests get the whole budget; whatever is left goes to the threads below.
     let deadline = Instant::now() + shutdown_timeout;

@@ -387,3 +387,114 @@ impl Drop for FakeProvider {
 pub fn read_file(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP/1.1 over TCP, for requests an HTTP client library would refuse to send (any method,
+// any body on any method, a request that is never finished) and for answers read byte by byte.
+
+/// One HTTP answer: status, headers (names in lower case) and the decoded body.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// Reads a response head (status line and headers) byte by byte, so nothing after it is consumed.
+pub fn read_response_head(stream: &mut std::net::TcpStream) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("connection closed after {} bytes of head", head.len())));
+        }
+        head.push(byte[0]);
+        if head.len() > 64 * 1024 {
+            return Err(std::io::Error::other("response head longer than 64 KiB"));
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let headers = lines.filter_map(|line| line.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    Ok((status, headers))
+}
+
+/// Decodes a chunked body; `None` when it is cut off before the last (empty) chunk.
+pub fn decode_chunked(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        if raw.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// Sends one request exactly as given on a fresh connection (`Connection: close`) and reads the
+/// whole answer; every read is bounded by `timeout`.
+pub fn send_raw(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> std::io::Result<Reply> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&bytes)?;
+    let (status, response_headers) = read_response_head(&mut stream)?;
+    let mut raw = Vec::new();
+    if method != "HEAD" {
+        match stream.read_to_end(&mut raw) {
+            Ok(_) => {}
+            // The server may reset a connection whose request body it did not read.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut reply = Reply { status, headers: response_headers, body: Vec::new() };
+    reply.body = if reply.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        decode_chunked(&raw).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunked body cut off"))?
+    } else {
+        raw
+    };
+    Ok(reply)
+}
+
+impl Server {
+    /// `send_raw` to this server with a 30 s bound; panics when the exchange fails.
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+        send_raw(self.addr, method, target, headers, body, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+}

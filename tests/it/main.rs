@@ -9,6 +9,7 @@ mod api;
 mod dialing;
 mod disk;
 mod faults;
+mod hardening;
 mod mock_provider;
 mod operator;
 mod packaging;

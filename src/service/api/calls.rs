@@ -7,6 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use std::sync::mpsc::RecvTimeoutError;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::AppState;
 use super::campaigns::{campaign_region, check_batch_size};
@@ -14,6 +16,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Params, read};
 use super::phones;
 use super::views::*;
+use crate::config::fmt_duration;
 use crate::core::model::{Call, CallId, Campaign, CampaignId, Outcome, Status, rfc3339};
 use crate::protocol::api;
 use crate::service::store::{CallFilter, Reader, StoreError};
@@ -195,18 +198,65 @@ const EXPORT_COLUMNS: [&str; 14] = [
     "error_message",
 ];
 
-/// Streams every matching call as CSV: a reader thread walks one snapshot and hands chunks
+/// One piece of an export on its way to the connection.
+enum ExportPiece {
+    Rows(Vec<u8>),
+    /// The last rows: the export is complete.
+    Last(Vec<u8>),
+    /// The store failed mid-export.
+    Failed,
+}
+
+/// What became of a piece handed to the connection.
+enum Delivery {
+    Taken,
+    ClientGone,
+    /// The client took nothing for `limits.export_stall_timeout`.
+    Stalled,
+}
+
+/// Streams every matching call as CSV: a thread of its own walks one snapshot and hands chunks
 /// to the connection through a small bounded channel, so memory stays constant at any size.
+/// At most `limits.exports_max` run at once (beyond: 503), on their own threads, so exports
+/// never take the blocking pool that ordinary reads use; one whose client takes nothing for
+/// `limits.export_stall_timeout` is abandoned, which frees its thread, snapshot and slot, and
+/// its answer ends without the final chunk, so the client cannot take it for complete.
 pub async fn export(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let filter = filter_from(&params)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_CHANNEL_CHUNKS);
+    let limits = &state.config.limits;
+    let slot = state
+        .exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable(format!("{} exports are already running (limits.exports_max); retry later", limits.exports_max)))?;
+    let stall_timeout = limits.export_stall_timeout;
     let reader = state.store.read()?;
-    tokio::task::spawn_blocking(move || {
+    let (tx, rx) = tokio::sync::mpsc::channel::<ExportPiece>(EXPORT_CHANNEL_CHUNKS);
+    // The connection says "room again" after each piece it takes; the thread waits for that
+    // with a deadline, which a tokio channel's blocking send cannot do.
+    let (room_tx, room_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let deliver = move |mut piece: ExportPiece| -> Delivery {
+        let deadline = std::time::Instant::now() + stall_timeout;
+        loop {
+            match tx.try_send(piece) {
+                Ok(()) => return Delivery::Taken,
+                Err(TrySendError::Closed(_)) => return Delivery::ClientGone,
+                Err(TrySendError::Full(back)) => piece = back,
+            }
+            match room_rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => return Delivery::Stalled,
+                Err(RecvTimeoutError::Disconnected) => return Delivery::ClientGone,
+            }
+        }
+    };
+    let producer = move || {
+        let _slot = slot;
         let new_chunk = || csv::Writer::from_writer(Vec::with_capacity(EXPORT_CHUNK_ROWS * 160));
         let mut out = new_chunk();
         let _ = out.write_record(EXPORT_COLUMNS);
         let mut rows = 0usize;
-        let mut client_gone = false;
+        let mut ended = None;
         let result = reader.scan_calls(&filter, None, &mut |_, matched, _| {
             let Some(c) = matched else { return true };
             let record = [
@@ -229,27 +279,48 @@ pub async fn export(State(state): State<AppState>, params: Params) -> Result<Res
             rows += 1;
             if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
                 let chunk = std::mem::replace(&mut out, new_chunk()).into_inner().unwrap_or_default();
-                if tx.blocking_send(Ok(chunk)).is_err() {
-                    client_gone = true;
-                    return false;
+                match deliver(ExportPiece::Rows(chunk)) {
+                    Delivery::Taken => {}
+                    other => {
+                        ended = Some(other);
+                        return false;
+                    }
                 }
             }
             true
         });
-        if client_gone {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                let _ = tx.blocking_send(Ok(out.into_inner().unwrap_or_default()));
+        match (ended, result) {
+            (Some(Delivery::Stalled), _) => {
+                tracing::warn!(rows, "export abandoned: its client took nothing for {}", fmt_duration(stall_timeout));
             }
-            Err(error) => {
+            (Some(_), _) => {}
+            (None, Ok(())) => {
+                if let Delivery::Stalled = deliver(ExportPiece::Last(out.into_inner().unwrap_or_default())) {
+                    tracing::warn!(rows, "export abandoned at its last chunk: its client took nothing for {}", fmt_duration(stall_timeout));
+                }
+            }
+            (None, Err(error)) => {
                 tracing::error!(%error, "export failed");
-                let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                let _ = deliver(ExportPiece::Failed);
             }
+        }
+    };
+    std::thread::Builder::new().name("callmgr-export".into()).spawn(producer).map_err(|error| {
+        tracing::error!(%error, "cannot start an export thread");
+        ApiError::Unavailable("Cannot start an export now; retry later".into())
+    })?;
+    let stream = futures_util::stream::unfold(Some((rx, room_tx, false)), |state| async move {
+        let (mut rx, room_tx, complete) = state?;
+        let piece = rx.recv().await;
+        let _ = room_tx.try_send(());
+        match piece {
+            Some(ExportPiece::Rows(bytes)) => Some((Ok(bytes), Some((rx, room_tx, false)))),
+            Some(ExportPiece::Last(bytes)) => Some((Ok(bytes), Some((rx, room_tx, true)))),
+            Some(ExportPiece::Failed) => Some((Err(std::io::Error::other("export failed")), None)),
+            None if complete => None,
+            None => Some((Err(std::io::Error::other("export abandoned")), None)),
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")

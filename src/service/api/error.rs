@@ -11,17 +11,34 @@ use crate::service::writer::CommandError;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { message: String, field: Option<String> },
+    BadRequest {
+        message: String,
+        field: Option<String>,
+    },
     Unauthorized,
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
     PayloadTooLarge(String),
-    Duplicate { message: String, call_id: CallId, retry_after_seconds: Option<u64> },
-    DoNotCall { phone_number: String },
+    Duplicate {
+        message: String,
+        call_id: CallId,
+        retry_after_seconds: Option<u64>,
+    },
+    DoNotCall {
+        phone_number: String,
+    },
     Unavailable(String),
     Internal,
+    /// A refusal with a status outside this table (e.g. 415 from an extractor), kept as it was.
+    Other {
+        status: StatusCode,
+        message: String,
+    },
 }
+
+/// The longest rejection text kept as an error message.
+const REJECTION_TEXT_MAX_BYTES: usize = 1024;
 
 impl ApiError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -40,6 +57,25 @@ impl ApiError {
             ApiError::DoNotCall { .. } => (StatusCode::CONFLICT, "do_not_call"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Other { status, .. } => (*status, other_code(*status)),
+        }
+    }
+
+    /// The error for an answer that some layer gave as plain text: the status is kept, the text
+    /// becomes the message (except for 5xx, whose text may hold internals).
+    pub fn from_status(status: StatusCode, text: String) -> ApiError {
+        let message = if text.is_empty() { status.canonical_reason().unwrap_or("Request refused").to_string() } else { text };
+        match status {
+            StatusCode::BAD_REQUEST => ApiError::BadRequest { message, field: None },
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::NOT_FOUND => ApiError::NotFound(message),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::CONFLICT => ApiError::Conflict(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(message),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(message),
+            StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal,
+            _ if status.is_server_error() => ApiError::Other { status, message: "Internal error; the service log has the details.".into() },
+            _ => ApiError::Other { status, message },
         }
     }
 
@@ -54,6 +90,7 @@ impl ApiError {
             ApiError::Duplicate { message, call_id, .. } => (message.clone(), json!({"call_id": call_id.to_string()})),
             ApiError::DoNotCall { phone_number } => (format!("Number {phone_number} is on the do-not-call list"), json!({"phone_number": phone_number})),
             ApiError::Internal => ("Internal error; the service log has the details.".into(), json!({})),
+            ApiError::Other { message, .. } => (message.clone(), json!({})),
         }
     }
 }
@@ -78,6 +115,39 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The `code` of a status outside the table.
+fn other_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        403 => "forbidden",
+        408 => "request_timeout",
+        411 => "length_required",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable_entity",
+        429 => "too_many_requests",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Re-answers an error that is not in the JSON shape (axum's extractors answer plain text) in
+/// the shape, with the same status and headers and its text as the message.
+pub async fn reshape(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REJECTION_TEXT_MAX_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let mut reshaped = ApiError::from_status(parts.status, text).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            reshaped.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    reshaped
 }
 
 impl From<CommandError> for ApiError {

@@ -32,8 +32,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest { message: "Request body is empty; a JSON object is expected".into(), field: None });
+    // Every body is an object: serde would also fill a struct from an array of its fields in
+    // order, which no client means and which would skip the field names entirely.
+    let not_an_object = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => None,
+        None => Some("Request body is empty; a JSON object is expected"),
+        Some(b'[') => Some("Request body must be a JSON object, not an array"),
+        Some(b'"') => Some("Request body must be a JSON object, not a string"),
+        Some(b'-' | b'0'..=b'9') => Some("Request body must be a JSON object, not a number"),
+        Some(b't' | b'f') => Some("Request body must be a JSON object, not a boolean"),
+        Some(b'n') => Some("Request body must be a JSON object, not null"),
+        Some(_) => Some("Invalid JSON: a JSON object is expected"),
+    };
+    if let Some(message) = not_an_object {
+        return Err(ApiError::BadRequest { message: message.into(), field: None });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

@@ -1,7 +1,7 @@
-//! The HTTP API (DESIGN §3) on axum: routes, shared state, and the middleware that every
-//! request passes (access log, timeout, authentication). Handlers validate, then hand commands
-//! to the writer and await the commit; reads go straight to a store snapshot. The API never
-//! edits a call's state and never talks to the provider.
+//! The HTTP API on axum: routes, shared state, and the middleware that every request passes
+//! (access log, timeout, authentication, and the headers and error shape of every answer).
+//! Handlers validate, then hand commands to the writer and await the commit; reads go straight
+//! to a store snapshot. The API never edits a call's state and never talks to the provider.
 
 mod calls;
 mod campaigns;
@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, header};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 
@@ -40,9 +40,11 @@ pub struct AppState {
     pub gauges: Arc<Gauges>,
     pub stats: Arc<LiveStats>,
     pub clock: SharedClock,
+    /// One permit per running CSV export (`limits.exports_max`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
-/// Registers `path` with and without the trailing slash (both are accepted, DESIGN §3).
+/// Registers `path` with and without the trailing slash (both are accepted).
 fn both(router: Router<AppState>, path: &str, methods: MethodRouter<AppState>) -> Router<AppState> {
     let bare = path.trim_end_matches('/');
     router.route(bare, methods.clone()).route(&format!("{bare}/"), methods)
@@ -75,23 +77,43 @@ pub fn router(state: AppState) -> Router {
     for (path, methods) in routes {
         api = both(api, path, methods);
     }
-    let api = api.route_layer(from_fn_with_state(state.clone(), authenticate));
-    let open = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz));
-    api.merge(open)
+    api.route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.limits.request_body_max_bytes))
+        // Around the routing, not on each route: an anonymous client gets 401 whatever the path
+        // or method, so it cannot tell which routes and methods exist.
+        .layer(from_fn_with_state(state.clone(), authenticate))
         .layer(from_fn_with_state(state.clone(), access_log))
+        .layer(map_response(finish_response))
         .with_state(state)
 }
 
+/// Paths answered without a token: the liveness and readiness probes.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 /// `X-Auth-Token: <token>` or `Authorization: Bearer <token>`, compared in constant time.
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if presented_token(request.headers()).is_some_and(|t| extract::token_matches(&state.config.tokens, t)) {
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    if open || presented_token(request.headers()).is_some_and(|t| extract::token_matches(&state.config.tokens, t)) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// Every answer carries phone numbers or may: no cache may store it and no browser may guess its
+/// type. Every error is in the one JSON shape, including the plain-text rejections of axum's own
+/// extractors (a path segment that is not UTF-8, a query string that does not parse).
+async fn finish_response(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let mut response = if (status.is_client_error() || status.is_server_error()) && !is_json { error::reshape(response).await } else { response };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
