@@ -12,7 +12,7 @@
 # Name resolution in this binary: glibc's `files` and `dns` NSS sources are built into the
 # static libc (glibc >= 2.34), so /etc/hosts, DNS and IP literals work. Any other `hosts:` source
 # in /etc/nsswitch.conf (myhostname, resolve, mdns*, ...) is dlopen()ed from the host's shared
-# glibc, which a static program cannot do safely. See packaging/OPERATIONS.md, "Static build and
+# glibc, which a static program cannot do safely. See docs/operations.md, "Static build and
 # name resolution".
 set -euo pipefail
 

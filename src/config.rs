@@ -425,7 +425,7 @@ enum EnvMapping {
     Append(&'static str),
 }
 
-/// The names operators of the reference system already use (DESIGN §6).
+/// The names operators of the reference system already use.
 const LEGACY_ENV: &[(&str, EnvMapping)] = &[
     ("MAX_CONCURRENT_CALLS", EnvMapping::Set("max_concurrent_calls")),
     ("DUPLICATE_CALL_WINDOW_MINUTES", EnvMapping::Minutes("duplicate_window")),

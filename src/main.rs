@@ -87,7 +87,31 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     init_logging(&config.log_level, config.log_format);
     let clock = Arc::new(SystemClock);
-    runtime()?.block_on(callmgr::service::serve(config, rules, clock, termination())).map_err(Failure::runtime)
+    runtime()?
+        .block_on(async move {
+            let provider_url = match &config.provider.target {
+                config::ProviderTarget::Url(url) => url.clone(),
+                config::ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
+            };
+            callmgr::service::serve(config, rules, clock, provider_url, termination()).await
+        })
+        .map_err(Failure::runtime)
+}
+
+/// `provider.url: builtin-mock`: the mock provider in this process (the first-run demo).
+async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
+    let settings = MockSettings {
+        delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
+        mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
+        seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
+        protocol: mock_provider::Protocol::Webhook,
+        token: config.tokens[0].clone(),
+        callback_secret: None,
+        callback_url: None,
+    };
+    let address = MockProvider::start(settings).serve_in_process().await?;
+    tracing::warn!(mock = %address, "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED");
+    Ok(format!("http://{address}/api/initiate-call"))
 }
 
 fn check_config(path: &std::path::Path, avg_call_seconds: f64) -> Result<(), Failure> {

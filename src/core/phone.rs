@@ -1,4 +1,4 @@
-//! Phone number normalisation to E.164 (DESIGN §3). Pure; used by the API and the importer.
+//! Phone number normalisation to E.164. Pure; used by the API and the importer.
 
 /// Why a number was refused; the text is what clients see.
 pub const INVALID_PHONE: &str = "Invalid phone number format. Must start with + and contain 8-15 digits.";

@@ -1,4 +1,4 @@
-//! The worker pool and the provider client (DESIGN §5). A fixed number of named threads take
+//! The worker pool and the provider client. A fixed number of named threads take
 //! dial jobs from a bounded channel, send the provider request with ureq, and report the answer
 //! to the writer. Workers never touch the store and never decide a call's state.
 

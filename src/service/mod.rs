@@ -25,10 +25,9 @@ pub mod stats;
 pub mod store;
 pub mod writer;
 
-use crate::config::{Config, ProviderTarget};
+use crate::config::Config;
 use crate::core::clock::SharedClock;
 use crate::core::retry::RetryRules;
-use crate::tools::mock_provider::{self, MockProvider, MockSettings};
 use api::AppState;
 use dispatch::ProviderClient;
 use scheduler::{Scheduler, SchedulerSettings};
@@ -43,7 +42,15 @@ pub const EXIT_STORAGE_FAILURE: i32 = 70;
 const WRITER_STALL_MS: i64 = 30_000;
 const SCHEDULER_STALL_MS: i64 = 5_000;
 
-pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// Runs the service until `shutdown` resolves. `provider_url` is where dial requests go (the
+/// configured endpoint, or the address of a mock provider the caller started).
+pub async fn serve(
+    config: Config,
+    rules: RetryRules,
+    clock: SharedClock,
+    provider_url: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let boot_started = Instant::now();
     for key in rules.ignored_keys() {
@@ -123,10 +130,6 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
     let (stop_scheduler, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let scheduler_thread = std::thread::Builder::new().name("callmgr-scheduler".into()).spawn(move || scheduler.run(events_rx, stop_rx))?;
 
-    let provider_url = match &config.provider.target {
-        ProviderTarget::Url(url) => url.clone(),
-        ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
-    };
     let client = Arc::new(ProviderClient::new(
         provider_url,
         config.provider.api_key.clone(),
@@ -189,30 +192,6 @@ pub async fn serve(config: Config, rules: RetryRules, clock: SharedClock, shutdo
         tracing::info!("stopped cleanly");
     }
     Ok(())
-}
-
-async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
-    let settings = MockSettings {
-        delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
-        mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
-        seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
-        protocol: mock_provider::Protocol::Webhook,
-        token: config.tokens[0].clone(),
-        callback_secret: None,
-        callback_url: None,
-    };
-    let mock = MockProvider::start(settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let router = mock.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    tracing::warn!(
-        mock = %address,
-        "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED"
-    );
-    Ok(format!("http://{address}/api/initiate-call"))
 }
 
 /// Pings the systemd watchdog while the scheduler loops and the writer keeps up; a stuck thread

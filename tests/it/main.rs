@@ -19,4 +19,5 @@ mod simulated_time;
 mod simulation;
 mod store_format;
 mod systemd_notify;
+mod tidy;
 mod tui;

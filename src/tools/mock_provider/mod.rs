@@ -264,6 +264,18 @@ impl MockProvider {
     }
 
     /// The routes of the configured protocol, plus `/health`, `/api/active-calls`, `/api/stats`.
+    /// Serves the mock on an ephemeral 127.0.0.1 port inside the current tokio runtime (the
+    /// `builtin-mock` provider of `serve`) and returns its address.
+    pub async fn serve_in_process(&self) -> std::io::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(address)
+    }
+
     pub fn router(&self) -> Router {
         let router = match self.0.settings.protocol {
             Protocol::Webhook => Router::new().route("/api/initiate-call", post(webhook::dial)).route("/api/initiate-call/", post(webhook::dial)),
