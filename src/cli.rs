@@ -53,26 +53,49 @@ pub enum Command {
     /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health and
     /// campaigns, with pause/resume of the selected campaign.
     Tui(TuiCliArgs),
-    /// Load phone numbers from a CSV file into a campaign, in batches, with progress and a
-    /// rejects report (FILE.rejects.csv). Exit 0: all loaded or already present; 1: some rows
-    /// rejected; 2: usage error (missing file, unknown campaign, service unreachable, bad token).
+    /// Load phone numbers from a CSV file into a campaign (or, with --dnc, onto the do-not-call
+    /// list), in batches, with progress and a rejects file (FILE.rejects.csv: each rejected row
+    /// as it was, after its line and reason; fix it and import it again). Exit 0: all loaded or
+    /// already present; 1: some rows rejected; 2: usage error (missing file, unknown campaign,
+    /// service unreachable, bad token).
     Import(ImportCliArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportCliArgs {
-    /// The CSV file: a header row naming the phone column (phone, phone_number or number), or no
-    /// header and the numbers in the first column.
+    /// The CSV file, or - for standard input: a header row naming the phone column (phone,
+    /// phone_number or number), or no header and the numbers in the first column. Other columns
+    /// are ignored, so a fixed rejects file imports as it is.
     pub file: PathBuf,
-    /// Campaign id that receives the numbers.
+    /// Campaign id that receives the numbers (with --dnc: whose do-not-call list; without it the
+    /// list is global).
+    #[arg(long, required_unless_present = "dnc")]
+    pub campaign: Option<u64>,
+    /// Load the numbers onto the do-not-call list (POST /api/v1/dnc/) instead of a campaign:
+    /// their waiting calls are cancelled and they are never dialled.
     #[arg(long)]
-    pub campaign: u64,
+    pub dnc: bool,
+    /// With --dnc: the reason kept with each entry.
+    #[arg(long, requires = "dnc")]
+    pub reason: Option<String>,
     /// Header of the phone column, if it is not phone, phone_number or number.
     #[arg(long)]
     pub column: Option<String>,
     /// Header of a column with each number's IANA timezone (default: a column named timezone).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dnc")]
     pub timezone_column: Option<String>,
+    /// Field delimiter: , ; | or \t (tab). Default: ; or tab when the first line has more of
+    /// them than commas, else ,.
+    #[arg(long, value_parser = crate::tools::import::parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// Two-letter region (e.g. GB) for numbers written without +country code. The service
+    /// parses the numbers with the campaign's default region; this sets it when the campaign has
+    /// none (and says so), and leaves a region the campaign already has.
+    #[arg(long, value_name = "XX")]
+    pub region: Option<String>,
+    /// Where to write the rejected rows (default: FILE.rejects.csv; stdin.rejects.csv for -).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
     /// Rows per request (at most the service's limits.batch_max, 10000 by default).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,

@@ -1,4 +1,9 @@
+//! The client tools: each is a client of the service's HTTP API through [`client::ApiClient`]
+//! (or, for the mock provider, plays the provider's side of the protocol). Arrows: tools →
+//! `protocol` and `core` only, never `crate::service`.
+
 pub mod bench;
+pub mod client;
 pub mod import;
 pub mod mock_provider;
 pub mod retry_plan;
