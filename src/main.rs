@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench(command),
         Command::Tui(args) => {
             callmgr::tools::tui::run(callmgr::tools::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval })
-                .map_err(Failure::runtime)
+                .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
         }
         Command::Import(args) => import(args),
     };
