@@ -154,11 +154,7 @@ pub fn run(args: TuiArgs) -> Result<(), TuiError> {
         match next_event(&input_rx, &update_rx, &signal_rx)? {
             Wake::Input(Event::Key(key)) => match keys::on_key(&mut model, key) {
                 Some(Intent::Quit) => return Ok(()),
-                Some(Intent::Send(request)) => {
-                    if request_tx.try_send(request).is_err() {
-                        model.status = Some(model::StatusLine { text: "still busy with earlier requests; try again".into(), kind: model::StatusKind::Failed });
-                    }
-                }
+                Some(Intent::Send(request)) => send(&request_tx, request, &mut model),
                 None => {}
             },
             // A resize needs only the redraw at the top of the loop; `draw` resizes first.
@@ -167,6 +163,13 @@ pub fn run(args: TuiArgs) -> Result<(), TuiError> {
             Wake::Update(update) => model.apply(update),
             Wake::Signal(signal) => return Err(TuiError::Signal(signal)),
         }
+    }
+}
+
+/// Hands `request` to the poller, or says on the status line that it is still busy.
+fn send(requests: &crossbeam_channel::Sender<Request>, request: Request, model: &mut Model) {
+    if requests.try_send(request).is_err() {
+        model.status = Some(model::StatusLine { text: "still busy with earlier requests; try again".into(), kind: model::StatusKind::Failed });
     }
 }
 

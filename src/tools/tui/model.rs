@@ -340,7 +340,7 @@ impl Model {
         match self.sort {
             // The poller's order is already running first, newest first.
             Sort::Running => {}
-            Sort::Id => rows.sort_by(|a, b| b.id.cmp(&a.id)),
+            Sort::Id => rows.sort_by_key(|row| std::cmp::Reverse(row.id)),
             Sort::Name => rows.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id))),
             Sort::InFlight => rows.sort_by(|a, b| b.in_flight.cmp(&a.in_flight).then(b.id.cmp(&a.id))),
             Sort::Queued => rows.sort_by(|a, b| b.queued.cmp(&a.queued).then(b.id.cmp(&a.id))),
