@@ -42,7 +42,7 @@ fn import(args: &[&str]) -> Run {
 
 /// Runs `callmgr import ARGS…` with `stdin` (if any) as its standard input.
 fn import_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callmgr"))
+    let mut child = Command::new(binary())
         .arg("import")
         .args(args)
         .env_remove("CALLMGR_URL")

@@ -130,7 +130,7 @@ pub fn choose_campaigns(mut listed: Vec<api::Campaign>) -> Vec<api::Campaign> {
 /// bounded number of pages per refresh, and keeps its last `LIST_ROWS_MAX` items. It remembers
 /// where each page it read began, so once the end is reached a refresh reads only the last page
 /// or two again (the items there may have changed, and new ones are appended after them).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tail<T> {
     /// Where each known page starts: `None` for the first.
     page_starts: Vec<Option<String>>,
