@@ -142,7 +142,14 @@ pub struct Tail<T> {
     complete: bool,
 }
 
+impl<T: Clone> Default for Tail<T> {
+    fn default() -> Self {
+        Tail::new()
+    }
+}
+
 impl<T: Clone> Tail<T> {
+    /// Knows only where the list begins.
     pub fn new() -> Tail<T> {
         Tail { page_starts: vec![None], last_page_len: 0, items: VecDeque::new(), complete: false }
     }
