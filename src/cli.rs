@@ -50,29 +50,55 @@ pub enum Command {
     /// Load generator: starts its own server (and mock provider) unless --url is given.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health and
-    /// campaigns, with pause/resume of the selected campaign.
+    /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health,
+    /// campaigns (why each one's calls wait), a campaign's calls and the dead letters; pause,
+    /// resume and stop campaigns, replay dead letters (? lists the keys). NO_COLOR turns colours
+    /// off. Exit 0 after q; 2 when the service refuses the token; 128 + N after signal N (the
+    /// terminal is restored).
     Tui(TuiCliArgs),
-    /// Load phone numbers from a CSV file into a campaign, in batches, with progress and a
-    /// rejects report (FILE.rejects.csv). Exit 0: all loaded or already present; 1: some rows
-    /// rejected; 2: usage error (missing file, unknown campaign, service unreachable, bad token).
+    /// Load phone numbers from a CSV file into a campaign (or, with --dnc, onto the do-not-call
+    /// list), in batches, with progress and a rejects file (FILE.rejects.csv: each rejected row
+    /// as it was, after its line and reason; fix it and import it again). Exit 0: all loaded or
+    /// already present; 1: some rows rejected; 2: usage error (missing file, unknown campaign,
+    /// service unreachable, bad token).
     Import(ImportCliArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportCliArgs {
-    /// The CSV file: a header row naming the phone column (phone, phone_number or number), or no
-    /// header and the numbers in the first column.
+    /// The CSV file, or - for standard input: a header row naming the phone column (phone,
+    /// phone_number or number), or no header and the numbers in the first column. Other columns
+    /// are ignored, so a fixed rejects file imports as it is.
     pub file: PathBuf,
-    /// Campaign id that receives the numbers.
+    /// Campaign id that receives the numbers (with --dnc: whose do-not-call list; without it the
+    /// list is global).
+    #[arg(long, required_unless_present = "dnc")]
+    pub campaign: Option<u64>,
+    /// Load the numbers onto the do-not-call list (POST /api/v1/dnc/) instead of a campaign:
+    /// their waiting calls are cancelled and they are never dialled.
     #[arg(long)]
-    pub campaign: u64,
+    pub dnc: bool,
+    /// With --dnc: the reason kept with each entry.
+    #[arg(long, requires = "dnc")]
+    pub reason: Option<String>,
     /// Header of the phone column, if it is not phone, phone_number or number.
     #[arg(long)]
     pub column: Option<String>,
     /// Header of a column with each number's IANA timezone (default: a column named timezone).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dnc")]
     pub timezone_column: Option<String>,
+    /// Field delimiter: , ; | or \t (tab). Default: ; or tab when the first line has more of
+    /// them than commas, else ,.
+    #[arg(long, value_parser = crate::tools::import::parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// Two-letter region (e.g. GB) for numbers written without +country code. The service
+    /// parses the numbers with the campaign's default region; this sets it when the campaign has
+    /// none (and says so), and leaves a region the campaign already has.
+    #[arg(long, value_name = "XX")]
+    pub region: Option<String>,
+    /// Where to write the rejected rows (default: FILE.rejects.csv; stdin.rejects.csv for -).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
     /// Rows per request (at most the service's limits.batch_max, 10000 by default).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
@@ -156,30 +182,37 @@ pub enum BenchCommand {
         /// A running callmgr to drive instead of starting one.
         #[arg(long)]
         url: Option<String>,
+        /// API token of the service given with --url (X-Auth-Token).
         #[arg(long, env = "X_AUTH_TOKEN", default_value = "dev-token-12345", hide_default_value = true)]
         token: String,
+        /// Concurrent connections, each sending one request at a time.
         #[arg(long, default_value_t = 64)]
         connections: usize,
         /// Total requests per second (open loop, latency from the intended send time); omit for closed loop.
         #[arg(long)]
         rate: Option<f64>,
+        /// How long to send, with a unit (e.g. 10s, 2m).
         #[arg(long, default_value = "10s")]
         duration: String,
     },
     /// Calls completed per second through the whole lifecycle, against `serve` + a zero-delay `mock-provider`.
     E2e {
+        /// Calls to put through the whole lifecycle.
         #[arg(long, default_value_t = 100_000)]
         calls: u64,
         /// Keep feeding for this long (e.g. 5m) and sample the server's memory every 10 s.
         #[arg(long)]
         duration: Option<String>,
+        /// Concurrent feeders sending bulk-initiate-calls requests.
         #[arg(long, default_value_t = 8)]
         connections: usize,
         /// Numbers per bulk-initiate-calls request.
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// The started service's max_concurrent_calls (slots).
         #[arg(long, default_value_t = 2000)]
         max_concurrent_calls: u32,
+        /// The started service's dial workers.
         #[arg(long, default_value_t = 32)]
         workers: usize,
     },
@@ -189,12 +222,14 @@ pub enum BenchCommand {
         /// Data directory of the store (created if missing; calls are added to what is there).
         #[arg(long)]
         data_dir: PathBuf,
+        /// Calls to write.
         #[arg(long, default_value_t = 1_000_000)]
         calls: u64,
         /// `retrying` (every call waits for a retry within a week) or `finished` (final calls
         /// spread over the last --days days).
         #[arg(long, default_value = "finished")]
         shape: String,
+        /// With --shape finished: the days over which the final calls are spread.
         #[arg(long, default_value_t = 100)]
         days: u32,
         /// Open the store with redb's quick-repair.
@@ -203,10 +238,41 @@ pub enum BenchCommand {
     },
     /// Time to /readyz and memory with N calls waiting for a retry, after a clean stop and after SIGKILL.
     Boot {
+        /// Calls waiting for a retry written into the store before the boots are timed.
         #[arg(long, default_value_t = 1_000_000)]
         retrying: u64,
         /// Open the store with redb's quick-repair (faster recovery after a crash, slower commits).
         #[arg(long)]
         quick_repair: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "callmgr", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:?}");
+        Cli::command().debug_assert();
+    }
 }

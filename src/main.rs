@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench(command),
         Command::Tui(args) => {
             callmgr::tools::tui::run(callmgr::tools::tui::TuiArgs { url: args.client.url, token: args.client.token, interval: args.interval })
-                .map_err(Failure::runtime)
+                .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
         }
         Command::Import(args) => import(args),
     };
@@ -202,11 +202,20 @@ fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
 /// `callmgr import`: the summary goes to stdout from the importer; errors map to 1 (rows
 /// rejected, service failure) or 2 (usage: file, campaign, token, service unreachable).
 fn import(args: ImportCliArgs) -> Result<(), Failure> {
-    let args = callmgr::tools::import::ImportArgs {
+    use callmgr::tools::import::{Destination, ImportArgs};
+    let destination = match (args.dnc, args.campaign) {
+        (true, campaign) => Destination::DoNotCall { campaign, reason: args.reason },
+        (false, Some(campaign)) => Destination::Campaign(campaign),
+        (false, None) => return Err(Failure::usage("--campaign is required unless --dnc is given")),
+    };
+    let args = ImportArgs {
         file: args.file,
-        campaign: args.campaign,
+        destination,
         column: args.column,
         timezone_column: args.timezone_column,
+        delimiter: args.delimiter,
+        region: args.region,
+        rejects: args.rejects,
         batch: args.batch,
         url: args.client.url,
         token: args.client.token,

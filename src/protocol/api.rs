@@ -46,14 +46,17 @@ pub struct Call {
     pub external_call_id: Option<String>,
     pub error_message: Option<String>,
     /// The callee's timezone(s) used for calling hours and retry windows (`A|B` when ambiguous).
+    #[serde(default)]
     pub timezone: String,
     /// `given`, `inferred`, `ambiguous`, `campaign` or `default`.
+    #[serde(default)]
     pub timezone_source: String,
     /// Why a queued call is not dialled: `paused`, `outside_calling_hours` or `contact_cap`.
     pub held_reason: Option<String>,
     /// When a held call becomes dialable again (absent for a paused campaign: at its resume).
     pub next_dial_at: Option<String>,
     /// Every dialled attempt, oldest first.
+    #[serde(default)]
     pub attempts: Vec<Attempt>,
 }
 
@@ -72,13 +75,19 @@ pub struct CampaignStats {
     pub phone_count: u64,
     /// Calls holding a slot right now.
     pub in_flight: u32,
+    // The fields from here on default when absent, so the tools still read an older service.
+    #[serde(default)]
     pub held: Held,
     /// Queued calls waiting only for a slot or the dial pace.
+    #[serde(default)]
     pub queued: u64,
+    #[serde(default)]
     pub retrying: u64,
     /// The earliest instant a held call becomes dialable.
+    #[serde(default)]
     pub next_dial_at: Option<String>,
     /// Calls cancelled because their number is on the do-not-call list.
+    #[serde(default)]
     pub cancelled_dnc: u64,
 }
 
@@ -193,6 +202,199 @@ pub struct BulkAccepted {
     pub failed: u64,
     pub call_ids: Vec<String>,
     pub failed_numbers: Vec<FailedNumber>,
+}
+
+/// `GET metrics/`: the reference system's fields (`current_concurrent_calls`,
+/// `max_concurrent_calls`, `system_status`, `recent_metrics`, …) plus what the dashboard shows.
+/// Every field past the first three defaults when absent, so the dashboard reads older services.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub current_concurrent_calls: u64,
+    pub max_concurrent_calls: u64,
+    /// `healthy`, `at_capacity` or `degraded`.
+    pub system_status: String,
+    /// `INITIATED` calls waiting for a slot.
+    #[serde(default)]
+    pub queue_depth: u64,
+    /// Older name of `held.paused`, kept for the clients that read it.
+    #[serde(default)]
+    pub held_by_paused_campaigns: u64,
+    /// Queued calls that are not dialled, by reason.
+    #[serde(default)]
+    pub held: Held,
+    /// Calls cancelled because their number is on the do-not-call list.
+    #[serde(default)]
+    pub cancelled_dnc: u64,
+    #[serde(default)]
+    pub retrying: u64,
+    #[serde(default)]
+    pub calls_by_status: BTreeMap<String, u64>,
+    /// The last 7 days, newest (today) first.
+    #[serde(default)]
+    pub recent_metrics: Vec<DayMetrics>,
+    #[serde(default)]
+    pub rates: Rates,
+    #[serde(default)]
+    pub series: Series,
+    #[serde(default)]
+    pub provider: ProviderMetrics,
+    /// Dead letters stored.
+    #[serde(default)]
+    pub dead_letters: u64,
+    /// Commands waiting for the writer.
+    #[serde(default)]
+    pub writer_queue: u64,
+    #[serde(default)]
+    pub uptime_seconds: u64,
+}
+
+/// One day of `recent_metrics` (days are UTC).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DayMetrics {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub total_calls_initiated: u64,
+    pub total_calls_dialled: u64,
+    pub total_calls_picked: u64,
+    pub total_calls_disconnected: u64,
+    pub total_calls_rnr: u64,
+    pub total_calls_failed: u64,
+    pub total_retries: u64,
+    pub peak_concurrent_calls: u64,
+    pub total_call_duration: u64,
+    /// Seconds per picked call, to one decimal.
+    pub avg_call_duration: f64,
+    pub dlq_entries_created: u64,
+}
+
+/// Averages per second over the last `window_seconds`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Rates {
+    pub window_seconds: u64,
+    pub accepted_per_second: f64,
+    pub dials_per_second: f64,
+    pub outcomes_per_second: f64,
+    /// Calls that reached `PICKED` or `FAILED`: a stopped campaign's cancelled calls are not
+    /// completions (older services counted them here).
+    pub completions_per_second: f64,
+    /// Calls cancelled (campaign stopped, number put on the do-not-call list).
+    pub cancellations_per_second: f64,
+}
+
+/// Per-second counts, oldest first, the current second last.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Series {
+    pub seconds: u64,
+    pub dials: Vec<u64>,
+    pub completions: Vec<u64>,
+    pub cancellations: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ProviderMetrics {
+    /// `None` until the first dial request.
+    pub latency_ms_p50: Option<u32>,
+    pub latency_ms_p99: Option<u32>,
+    pub transport_errors: u64,
+    pub refusals: u64,
+    /// Newest first.
+    pub recent_errors: Vec<ProviderError>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ProviderError {
+    pub at: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies the tools send.
+
+/// `POST campaigns/` (the fields a client sets; the service refuses unknown ones).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewCampaign {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
+}
+
+/// `PATCH campaigns/{id}/`: only the fields present change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CampaignPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
+}
+
+/// One item of `phone_numbers` in `POST phone-numbers/`: the number as written (the service
+/// parses it), with its IANA timezone when known.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum NumberItem {
+    Plain(String),
+    WithTimezone { phone_number: String, timezone: String },
+}
+
+/// `POST phone-numbers/`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddNumbers {
+    pub campaign_id: u64,
+    pub phone_numbers: Vec<NumberItem>,
+}
+
+/// `POST dnc/`: without `campaign_id` the entries are global.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddDnc {
+    pub phone_numbers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST bulk-initiate-calls/` with a list of numbers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BulkInitiate {
+    pub campaign_id: u64,
+    pub phone_numbers: Vec<String>,
+}
+
+/// `POST initiate-call/`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitiateCall {
+    pub phone_number: String,
+    pub campaign_id: u64,
+}
+
+/// `POST dlq/replay/`: replay every dead letter that matches (all of them when empty).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplayDeadLetters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// The answer to `POST dlq/replay/`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeadLettersReplayed {
+    /// Dead letters put back in the queue.
+    #[serde(default)]
+    pub replayed_count: u64,
 }
 
 /// The one error shape: `{"error": {"code", "message", "details"}}`.

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use crate::protocol::api;
+use crate::tools::client::{ApiClient, ClientOptions};
 
 /// Token of the servers the bench starts itself.
 const BENCH_TOKEN: &str = "bench-token-0123456789";
@@ -142,27 +143,17 @@ fn start_server(dir: &TempDir, provider_url: &str, max_concurrent_calls: u32, wo
     spawn(&["serve", "--config", &config], env)
 }
 
-fn new_agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).max_idle_connections_per_host(1024).build().into()
+/// A client for one bench thread: generous timeouts, and enough idle connections for its share.
+fn client(base: &str, token: &str) -> ApiClient {
+    let options = ClientOptions { request_timeout: Duration::from_secs(30), idle_connections_per_host: 1024, ..ClientOptions::default() };
+    ApiClient::with_options(base, token, &options)
 }
 
-fn call_json(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("X-Auth-Token", token)
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let mut response = agent.run(request).map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
-fn create_campaign(agent: &ureq::Agent, base: &str, token: &str) -> Result<u64, String> {
-    let (status, body) = call_json(agent, "POST", &format!("{base}/api/v1/campaigns/"), token, Some(&json!({"name": "bench"})))?;
-    body["id"].as_u64().filter(|_| status == 201).ok_or_else(|| format!("creating the bench campaign: HTTP {status} {body}"))
+fn create_campaign(client: &ApiClient) -> Result<u64, String> {
+    client
+        .create_campaign(&api::NewCampaign { name: "bench".into(), ..Default::default() })
+        .map(|c| c.id)
+        .map_err(|e| format!("creating the bench campaign: {e}"))
 }
 
 /// Resident memory of a process, from /proc, in MiB.
@@ -203,9 +194,8 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
             (Some(server), base, BENCH_TOKEN.to_string())
         }
     };
-    let agent = new_agent();
-    let campaign = create_campaign(&agent, &base, &token)?;
-    call_json(&agent, "POST", &format!("{base}/api/v1/campaigns/{campaign}/pause/"), &token, None)?;
+    let campaign = create_campaign(&client(&base, &token))?;
+    client(&base, &token).pause(campaign).map_err(|e| format!("pausing the bench campaign: {e}"))?;
     let numbers = number_source();
     let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
     let statuses: Arc<Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
@@ -218,8 +208,7 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
             let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
             let (duration, connections) = (args.duration, args.connections);
             std::thread::spawn(move || {
-                let agent = new_agent();
-                let url = format!("{base}/api/v1/initiate-call/");
+                let client = client(&base, &token);
                 let mut mine = Vec::new();
                 let mut codes = std::collections::BTreeMap::new();
                 // Spread the connections' schedules over one interval.
@@ -233,8 +222,9 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
                     } else {
                         intended = Instant::now();
                     }
-                    let body = json!({"phone_number": next_number(&numbers), "campaign_id": campaign});
-                    let status = call_json(&agent, "POST", &url, &token, Some(&body)).map(|(s, _)| s).unwrap_or(0);
+                    let request = api::InitiateCall { phone_number: next_number(&numbers), campaign_id: campaign };
+                    // 201 for an accepted call, the error's status otherwise (0: no answer).
+                    let status = client.initiate_call(&request).map(|_| 201).unwrap_or_else(|e| e.status().unwrap_or(0));
                     mine.push(intended.elapsed().as_micros() as u64);
                     *codes.entry(status).or_insert(0u64) += 1;
                     if let Some(iv) = interval {
@@ -276,17 +266,16 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
     let mock = spawn(&["mock-provider", "--listen", "127.0.0.1:0", "--delay-ms", "0", "--mix", "PICKED=100", "--token", BENCH_TOKEN, "--seed", "1"], &[])?;
     let server = start_server(&dir, &format!("http://{}/api/initiate-call", mock.address), args.max_concurrent_calls, args.workers, &args.server_env)?;
     let base = format!("http://{}", server.address);
-    let agent = new_agent();
-    let campaign = create_campaign(&agent, &base, BENCH_TOKEN)?;
+    let watcher = client(&base, BENCH_TOKEN);
+    let campaign = create_campaign(&watcher)?;
     let numbers = number_source();
     let submitted = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let rss_start = rss_mib(server.pid());
     let started = Instant::now();
-    let finals = |agent: &ureq::Agent| -> Result<u64, String> {
-        let (_, m) = call_json(agent, "GET", &format!("{base}/api/v1/campaigns/{campaign}/"), BENCH_TOKEN, None)?;
-        let s = &m["stats"]["calls_by_status"];
-        Ok(["PICKED", "FAILED", "CANCELLED"].iter().map(|k| s[*k].as_u64().unwrap_or(0)).sum())
+    let finals = |client: &ApiClient| -> Result<u64, String> {
+        let stats = client.campaign(campaign).map_err(|e| e.to_string())?.stats.ok_or("the campaign answer has no stats")?;
+        Ok(["PICKED", "FAILED", "CANCELLED"].iter().map(|k| stats.calls_by_status.get(*k).copied().unwrap_or(0)).sum())
     };
     // Feeders keep at most this many calls accepted but not final, so the run measures the
     // lifecycle rather than how deep a queue can grow.
@@ -297,7 +286,7 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
             let (numbers, submitted, stop, base, done) = (numbers.clone(), submitted.clone(), stop.clone(), base.clone(), done.clone());
             let (calls, batch, duration) = (args.calls, args.batch, args.duration);
             std::thread::spawn(move || -> Result<(), String> {
-                let agent = new_agent();
+                let client = client(&base, BENCH_TOKEN);
                 loop {
                     if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
                         return Ok(());
@@ -312,16 +301,10 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
                         return Ok(());
                     }
                     let n = if duration.is_none() { (calls - claimed).min(batch as u64) as usize } else { batch };
-                    let list: Vec<String> = (0..n).map(|_| next_number(&numbers)).collect();
-                    let (status, body) = call_json(
-                        &agent,
-                        "POST",
-                        &format!("{base}/api/v1/bulk-initiate-calls/"),
-                        BENCH_TOKEN,
-                        Some(&json!({"campaign_id": campaign, "phone_numbers": list})),
-                    )?;
-                    if status != 201 || body["failed"].as_u64() != Some(0) {
-                        return Err(format!("bulk submit: HTTP {status} {body}"));
+                    let request = api::BulkInitiate { campaign_id: campaign, phone_numbers: (0..n).map(|_| next_number(&numbers)).collect() };
+                    let accepted = client.bulk_initiate(&request).map_err(|e| format!("bulk submit: {e}"))?;
+                    if accepted.failed != 0 {
+                        return Err(format!("bulk submit: {} numbers refused, first {:?}", accepted.failed, accepted.failed_numbers.first()));
                     }
                     if (n as u64) < batch as u64 {
                         submitted.fetch_sub(batch as u64 - n as u64, Ordering::Relaxed);
@@ -335,7 +318,7 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
     let timeout = args.duration.unwrap_or(Duration::ZERO) + Duration::from_secs(600);
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let now_final = finals(&agent)?;
+        let now_final = finals(&watcher)?;
         done.store(now_final, Ordering::Relaxed);
         if last_sample.elapsed() >= Duration::from_secs(10) {
             samples.push((started.elapsed().as_secs(), now_final, rss_mib(server.pid()).unwrap_or(0.0)));
@@ -358,7 +341,7 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
         f.join().map_err(|_| "a feeder panicked".to_string())??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let completed = finals(&agent)?;
+    let completed = finals(&watcher)?;
     let rss_end = rss_mib(server.pid());
     let soak: Vec<String> = samples.iter().map(|(t, n, rss)| format!("t={t}s final={n} rss={rss:.0}MiB")).collect();
     Ok(format!(
@@ -384,12 +367,10 @@ pub struct BootArgs {
 
 /// Polls `/readyz` until 200; returns the time since `since`.
 fn wait_ready(base: &str, since: Instant) -> Result<Duration, String> {
-    let agent = new_agent();
+    let client = client(base, BENCH_TOKEN);
     let deadline = since + Duration::from_secs(600);
     loop {
-        if let Ok(response) = agent.get(&format!("{base}/readyz")).call()
-            && response.status() == 200
-        {
+        if let Ok(true) = client.ready() {
             return Ok(since.elapsed());
         }
         if Instant::now() > deadline {
@@ -430,8 +411,8 @@ pub fn boot(args: &BootArgs) -> Result<String, String> {
         let mut server = spawn(&["serve", "--config", &config], &[])?;
         let ready = wait_ready(&format!("http://{}", server.address), started)?;
         let rss = rss_mib(server.pid()).unwrap_or(0.0);
-        let (_, metrics) = call_json(&new_agent(), "GET", &format!("http://{}/api/v1/metrics/", server.address), BENCH_TOKEN, None)?;
-        lines.push(format!("  {label}: /readyz 200 after {:.2} s, RSS {rss:.0} MiB, retrying {}", ready.as_secs_f64(), metrics["retrying"]));
+        let metrics = client(&format!("http://{}", server.address), BENCH_TOKEN).metrics().map_err(|e| e.to_string())?;
+        lines.push(format!("  {label}: /readyz 200 after {:.2} s, RSS {rss:.0} MiB, retrying {}", ready.as_secs_f64(), metrics.retrying));
         if then_kill {
             let _ = server.child.kill();
             let _ = server.child.wait();

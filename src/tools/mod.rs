@@ -1,8 +1,9 @@
-//! Client tools of the HTTP API and stand-ins for its peers: the dashboard, the importer,
-//! retry-plan, the load generator and the mock provider. They talk to the service over HTTP
-//! only (`protocol` types), never through `crate::service`.
+//! The client tools: each is a client of the service's HTTP API through [`client::ApiClient`]
+//! (or, for the mock provider, plays the provider's side of the protocol). Arrows: tools →
+//! `protocol` and `core` only, never `crate::service` (`tests/it/tidy.rs` checks it).
 
 pub mod bench;
+pub mod client;
 pub mod import;
 pub mod mock_provider;
 pub mod retry_plan;

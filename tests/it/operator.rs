@@ -1,5 +1,7 @@
 //! Operator tools against the real binary: `callmgr import` (a generated 100,000-row file with
-//! bad rows, exit codes, rejects file, idempotent re-run, headerless and named columns), the
+//! bad rows, exit codes, rejects file, idempotent re-run, headerless and named columns, other
+//! delimiters, standard input, a fixed rejects file imported again, the do-not-call list, the
+//! campaign's default region), the
 //! metrics after a scripted set of calls (JSON, and Prometheus text checked by `promtool`), and
 //! the CSV export with its filters.
 
@@ -35,16 +37,29 @@ impl Run {
 
 /// Runs `callmgr import ARGS…` with a deadline, and nothing from the environment.
 fn import(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callmgr"))
+    import_with_stdin(args, None)
+}
+
+/// Runs `callmgr import ARGS…` with `stdin` (if any) as its standard input.
+fn import_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
+    let mut child = Command::new(binary())
         .arg("import")
         .args(args)
         .env_remove("CALLMGR_URL")
         .env_remove("X_AUTH_TOKEN")
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("callmgr import starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // Written from a thread so a full pipe cannot block the test; closing it ends the input.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
     let read = |mut pipe: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -135,16 +150,17 @@ fn import_of_100000_rows_reports_each_bad_row_by_line_and_a_rerun_adds_nothing()
     let added = BIG_ROWS - BIG_INVALID - BIG_DUPLICATES;
     assert_eq!(first.summary(), (added, BIG_DUPLICATES, BIG_INVALID, BIG_ROWS), "{first:#?}");
     let rejects_path = dir.path().join("numbers.rejects.csv");
+    // Each rejected row as it was, after its line and reason, under the file's header.
     let expected_rejects = format!(
-        "line,phone,reason\n\
-         12,+1415abc0101,{INVALID_PHONE}\n\
-         502,+12345,{INVALID_PHONE}\n\
-         54323,+15550054321,Unknown timezone `Mars/Olympus`\n\
-         77779,+١٤١٥٥٥٥٠١٠١,{INVALID_PHONE}\n\
-         88890,,Missing phone number\n"
+        "line,reason,name,phone,timezone\n\
+         12,{INVALID_PHONE},name10,+1415abc0101,Europe/Berlin\n\
+         502,{INVALID_PHONE},name500,+12345,Europe/Berlin\n\
+         54323,Unknown timezone `Mars/Olympus`,name54321,+15550054321,Mars/Olympus\n\
+         77779,{INVALID_PHONE},name77777,+١٤١٥٥٥٥٠١٠١,\n\
+         88890,Missing phone number,name88888\n"
     );
     assert_eq!(read_file(&rejects_path), expected_rejects);
-    assert!(first.stdout.contains(&format!("rejected rows (line, phone, reason): {}", rejects_path.display())), "{first:#?}");
+    assert!(first.stdout.contains(&format!("to fix and import again as they are: {}", rejects_path.display())), "{first:#?}");
     assert!(first.stderr.contains("line 12: \"+1415abc0101\": Invalid phone number format"), "the first rejects are shown: {first:#?}");
     assert!(first.stderr.contains("callmgr: 5 of 100000 rows rejected"), "{first:#?}");
     assert_eq!(phone_count(&server, campaign), added);
@@ -235,6 +251,152 @@ fn import_of_clean_headerless_and_named_column_files_exits_0() {
     assert_ne!(number("+14155550103")["timezone_source"], "given");
 }
 
+#[test]
+fn import_reads_semicolon_tab_and_pipe_files_and_standard_input() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "delimiters"}));
+    let dir = tempfile::tempdir().unwrap();
+
+    // `;` is guessed from the header line (a spreadsheet export in many locales).
+    let semicolons = write(dir.path(), "semicolons.csv", "\u{feff}Name;Phone;Timezone\r\n\"Smith, Ann\";+14155550201;Asia/Tokyo\r\nBob;+14155550202;\r\n");
+    let run = import_into(&server, &semicolons, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (2, 0, 0, 2)), "{run:#?}");
+
+    // A tab is guessed too.
+    let tabs = write(dir.path(), "tabs.tsv", "phone\tnote\n+14155550203\ta, b\n");
+    let run = import_into(&server, &tabs, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (1, 0, 0, 1)), "{run:#?}");
+
+    // `|` only when asked for; without it the header is one column named `phone|who`.
+    let pipes = write(dir.path(), "pipes.csv", "phone|who\n+14155550204|ann\n");
+    let run = import_into(&server, &pipes, campaign, &[]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("--delimiter"), "the error points at the flag: {run:#?}");
+    let run = import_into(&server, &pipes, campaign, &["--delimiter", "|"]);
+    assert_eq!((run.code, run.summary()), (0, (1, 0, 0, 1)), "{run:#?}");
+
+    // `-` reads standard input; its rejects go where --rejects says.
+    let rejects = dir.path().join("piped.rejects.csv");
+    let (url, id) = (server.url(""), campaign.to_string());
+    let args = ["-", "--campaign", &id, "--url", &url, "--token", TOKEN, "--delimiter", "\\t", "--rejects", rejects.to_str().unwrap()];
+    let run = import_with_stdin(&args, Some(b"phone\twho\n+14155550205\tann\nnot a number\tbob\n"));
+    assert_eq!((run.code, run.summary()), (1, (1, 0, 1, 2)), "{run:#?}");
+    assert_eq!(read_file(&rejects), format!("line\treason\tphone\twho\n3\t{INVALID_PHONE}\tnot a number\tbob\n"));
+
+    assert_eq!(phone_count(&server, campaign), 5);
+    let numbers = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/"))["results"].as_array().unwrap().clone();
+    assert!(numbers.iter().any(|n| n["phone_number"] == "+14155550201" && n["timezone"] == "Asia/Tokyo"), "{numbers:?}");
+}
+
+#[test]
+fn a_rejects_file_fixed_in_place_imports_again_as_it_is() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "fix and retry"}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "customers.csv",
+        "id;name;phone;timezone;notes\n\
+         1;Ann;+14155550301;Europe/Paris;vip\n\
+         2;Bob;+1415555O302;;typed an O\n\
+         3;Cy;+14155550303;Mars/Base;\n\
+         4;Di\n\
+         5;Ed;\"+1 415 555 0305\";;\"a; b\"\n",
+    );
+    let run = import_into(&server, &file, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (1, (2, 0, 3, 5)), "{run:#?}");
+    let rejects = dir.path().join("customers.rejects.csv");
+    let expected = format!(
+        "line;reason;id;name;phone;timezone;notes\n\
+         3;{INVALID_PHONE};2;Bob;+1415555O302;;typed an O\n\
+         4;Unknown timezone `Mars/Base`;3;Cy;+14155550303;Mars/Base;\n\
+         5;Missing phone number;4;Di\n"
+    );
+    assert_eq!(read_file(&rejects), expected, "every column of each row, in the file's delimiter, after line and reason");
+
+    // Fixed in place (the line and reason columns left as they are) and imported as it is.
+    let fixed = read_file(&rejects).replace("+1415555O302", "+14155550302").replace("Mars/Base", "America/Denver").replace("4;Di", "4;Di;+14155550304");
+    let fixed_path = write(dir.path(), "customers.rejects.csv", &fixed);
+    let run = import_into(&server, &fixed_path, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (3, 0, 0, 3)), "{run:#?}");
+    assert!(!dir.path().join("customers.rejects.rejects.csv").exists());
+    assert_eq!(phone_count(&server, campaign), 5);
+    let page = server.get(&format!("/api/v1/campaigns/{campaign}/phone-numbers/?phone_number=%2B14155550303"));
+    assert_eq!(page["results"][0]["timezone"], "America/Denver", "{page}");
+
+    // A headerless file's rejects get a header naming the phone column, so they import too.
+    let headerless = write(dir.path(), "bare.csv", "+14155550306,x\nnope,y\n");
+    let run = import_into(&server, &headerless, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (1, (1, 0, 1, 2)), "{run:#?}");
+    let bare_rejects = dir.path().join("bare.rejects.csv");
+    assert_eq!(read_file(&bare_rejects), format!("line,reason,phone,column2\n2,{INVALID_PHONE},nope,y\n"));
+    write(dir.path(), "bare.rejects.csv", &read_file(&bare_rejects).replace("nope", "+14155550307"));
+    let run = import_into(&server, &bare_rejects, campaign, &[]);
+    assert_eq!((run.code, run.summary()), (0, (1, 0, 0, 1)), "{run:#?}");
+}
+
+#[test]
+fn import_dnc_lists_numbers_globally_or_for_a_campaign() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "dnc"}));
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("");
+    // With --batch 2 the second batch holds only bad numbers: the service refuses it whole and
+    // the importer learns each one's reason.
+    let file = write(dir.path(), "optout.csv", "phone\n+14155550401\n+14155550402\nbad one\nbad two\n+14155550401\n");
+    let run = import(&[file.to_str().unwrap(), "--dnc", "--reason", "asked by phone", "--batch", "2", "--url", &url, "--token", TOKEN]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stdout.contains("listed 2, already listed 1, invalid 2 (5 rows"), "{run:#?}");
+    assert_eq!(read_file(&dir.path().join("optout.rejects.csv")), format!("line,reason,phone\n4,{INVALID_PHONE},bad one\n5,{INVALID_PHONE},bad two\n"));
+    let listed = server.get("/api/v1/dnc/");
+    let entries = listed["results"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{listed}");
+    assert!(entries.iter().all(|e| e["campaign_id"].is_null() && e["reason"] == "asked by phone"), "{listed}");
+
+    // For one campaign: only that campaign's list.
+    let clean = write(dir.path(), "one.csv", "phone\n+14155550403\n");
+    let run = import(&[clean.to_str().unwrap(), "--dnc", "--campaign", &campaign.to_string(), "--url", &url, "--token", TOKEN]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("listed 1, already listed 0, invalid 0"), "{run:#?}");
+    let scoped = server.get(&format!("/api/v1/dnc/?campaign_id={campaign}"));
+    assert_eq!(scoped["results"][0]["phone_number"], "+14155550403", "{scoped}");
+    assert_eq!(scoped["results"][0]["campaign_id"], campaign, "{scoped}");
+
+    // The same usage errors as a campaign import.
+    let run = import(&[clean.to_str().unwrap(), "--dnc", "--campaign", "999", "--url", &url, "--token", TOKEN]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("campaign 999 not found"), "{run:#?}");
+    let run = import(&[clean.to_str().unwrap(), "--dnc", "--url", &url, "--token", "wrong"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("refused the token"), "{run:#?}");
+}
+
+#[test]
+fn import_region_sets_the_campaigns_default_region_only_when_it_has_none() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "national numbers"}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "gb.csv", "phone\n+442079460958\n");
+    let run = import_into(&server, &file, campaign, &["--region", "gb"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains(&format!("campaign {campaign} had no default region: set it to GB")), "{run:#?}");
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["default_region"], "GB");
+
+    let run = import_into(&server, &file, campaign, &["--region", "US"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains(&format!("campaign {campaign}'s default region stays GB")), "{run:#?}");
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["default_region"], "GB", "an existing region is kept");
+
+    let run = import_into(&server, &file, campaign, &["--region", "Britain"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+}
+
+/// Campaign 1 as the stand-in below shows it.
+fn scripted_campaign() -> Value {
+    json!({"id": 1, "name": "scripted", "description": "", "is_active": true, "status": "active", "timezone": null,
+           "max_attempts": null, "max_concurrent_calls": null, "created_at": "2026-11-21T00:00:00Z", "updated_at": "2026-11-21T00:00:00Z"})
+}
+
 /// A stand-in for the service: the campaign exists, and `phone-numbers/` answers from a script
 /// (status, `Retry-After`), each 201 counting every item as created. Records when posts came.
 struct ScriptedService {
@@ -269,8 +431,9 @@ impl ScriptedService {
                 response
             }
         };
-        let app =
-            axum::Router::new().route("/api/v1/campaigns/{id}/", get(|| async { json!({"id": 1}).to_string() })).route("/api/v1/phone-numbers/", post(numbers));
+        let app = axum::Router::new()
+            .route("/api/v1/campaigns/{id}/", get(|| async { scripted_campaign().to_string() }))
+            .route("/api/v1/phone-numbers/", post(numbers));
         runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
         ScriptedService { addr, posts, runtime: Some(runtime) }
     }

@@ -1,6 +1,8 @@
 //! `callmgr tui` as an operator sees it: the real binary in a tmux pane against a live
-//! `callmgr serve`, read back with `tmux capture-pane`. Every wait polls the screen with a
-//! deadline. tmux must be installed (`.ci/run` installs it); without it these tests fail.
+//! `callmgr serve`, read back with `tmux capture-pane`: pause, resume and stop (with its
+//! confirmation), the calls and dead-letter screens, a refused token, and the terminal restored
+//! after SIGTERM and SIGHUP. Every wait polls the screen with a deadline. tmux must be installed
+//! (`.ci/run` installs it); without it these tests fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,7 +43,9 @@ impl Tmux {
         std::fs::write(&config, "set-option -g -w remain-on-exit on\nset-option -g status off\n").expect("tmux config written");
         let exit_file = dir.join(format!("{name}.exit"));
         let tmux = Tmux { socket: format!("callmgr-test-{}-{name}", std::process::id()), session: name.to_string(), exit_file };
-        let script = format!("\"$0\" \"$@\"; echo $? > '{}'", tmux.exit_file.display());
+        // The shell then stays (until the tmux server ends), so that the screen the dashboard
+        // left behind stays readable: tmux blanks a pane whose process has ended.
+        let script = format!("\"$0\" \"$@\"; echo $? > '{}'; exec sleep 600", tmux.exit_file.display());
         let mut args: Vec<String> = ["-f", config.to_str().expect("utf-8 path"), "new-session", "-d", "-s", name, "-x"].iter().map(|s| s.to_string()).collect();
         args.extend([PANE_WIDTH.to_string(), "-y".into(), PANE_HEIGHT.to_string(), "sh".into(), "-c".into(), script]);
         args.extend(command.iter().cloned());
@@ -61,6 +65,40 @@ impl Tmux {
     fn send_key(&self, key: &str) {
         let output = self.run(&["send-keys", "-t", &self.session, key]);
         assert!(output.status.success(), "tmux send-keys {key}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// The dashboard's process: the child of the wrapper shell that tmux started in the pane.
+    fn dashboard_pid(&self) -> u32 {
+        let output = self.run(&["list-panes", "-t", &self.session, "-F", "#{pane_pid}"]);
+        let shell: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("tmux names the pane's process");
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).expect("the wrapper shell's children are listed");
+        children.split_whitespace().next().and_then(|pid| pid.parse().ok()).expect("the wrapper shell runs the dashboard")
+    }
+
+    /// Waits for the dashboard to exit and returns its status and the screen it left behind.
+    fn wait_exit(&self, what: &str) -> (String, String) {
+        let deadline = Instant::now() + SCREEN_TIMEOUT;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return (status, self.screen());
+            }
+            assert!(Instant::now() < deadline, "callmgr tui still running {SCREEN_TIMEOUT:?} after {what}; screen:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// After the exit: polls the screen left behind until `condition` holds (tmux may show the
+    /// last output a moment after the process ended).
+    fn wait_for_left_screen(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SCREEN_TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if condition(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out after {SCREEN_TIMEOUT:?} waiting for {what} after the exit; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The dashboard's exit status once the wrapper has written all of it.
@@ -89,20 +127,9 @@ impl Tmux {
     /// left behind.
     fn quit(&self, server: &Server) -> String {
         self.send_key("q");
-        let deadline = Instant::now() + SCREEN_TIMEOUT;
-        loop {
-            if let Some(status) = self.exit_status() {
-                assert_eq!(status, "0", "callmgr tui exits with status 0 after q; screen:\n{}", self.screen());
-                return self.screen();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "callmgr tui still running {SCREEN_TIMEOUT:?} after q; screen:\n{}\nserver log:\n{}",
-                self.screen(),
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (status, screen) = self.wait_exit("q");
+        assert_eq!(status, "0", "callmgr tui exits with status 0 after q; screen:\n{screen}\nserver log:\n{}", server.log_text());
+        screen
     }
 }
 
@@ -113,13 +140,17 @@ impl Drop for Tmux {
 }
 
 fn tui_command(server: &Server) -> Vec<String> {
+    tui_command_with_token(server, TOKEN)
+}
+
+fn tui_command_with_token(server: &Server, token: &str) -> Vec<String> {
     vec![
-        env!("CARGO_BIN_EXE_callmgr").to_string(),
+        crate::harness::binary().to_str().expect("a utf-8 path").to_string(),
         "tui".into(),
         "--url".into(),
         format!("http://{}", server.addr),
         "--token".into(),
-        TOKEN.into(),
+        token.into(),
         "--interval".into(),
         "200ms".into(),
     ]
@@ -162,8 +193,40 @@ fn dashboard_shows_the_live_campaign_pauses_and_resumes_it_and_quits() {
     tmux.wait_for_screen("the resume result", &server, |s| s.contains(&format!("campaign {campaign} (Tmux dashboard check) resumed")));
     assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["status"], "active", "the resume went through the API");
 
-    let left_behind = tmux.quit(&server);
-    assert!(!left_behind.contains("Tmux dashboard check"), "the alternate screen is gone after exit:\n{left_behind}");
+    // Enter opens the campaign's calls; Esc comes back.
+    tmux.send_key("Enter");
+    tmux.wait_for_screen("the campaign's calls", &server, |s| {
+        s.contains(&format!("Calls of campaign {campaign}")) && s.contains("+14155550123") && s.contains("PROCESSING")
+    });
+    tmux.send_key("Escape");
+    tmux.wait_for_screen("the campaigns again", &server, |s| s.contains("Waiting on"));
+
+    // Stop asks first: n leaves the campaign running, y stops it.
+    tmux.send_key("s");
+    tmux.wait_for_screen("the stop question", &server, |s| s.contains(&format!("Stop campaign {campaign} (Tmux dashboard check)?")));
+    tmux.send_key("n");
+    tmux.wait_for_screen("the cancelled question", &server, |s| s.contains("cancelled: nothing was changed") && !s.contains("Stop campaign"));
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["status"], "active", "n changes nothing");
+    tmux.send_key("s");
+    tmux.wait_for_screen("the stop question again", &server, |s| s.contains("y yes · n no"));
+    tmux.send_key("y");
+    tmux.wait_for_screen("the stop result and the stopped row", &server, |s| {
+        s.contains(&format!("campaign {campaign} (Tmux dashboard check) stopped"))
+            && s.lines().any(|l| l.contains("Tmux dashboard check") && l.contains("stopped"))
+    });
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["status"], "stopped", "the stop went through the API");
+
+    // The dead letters screen; replaying them all asks first, and this service has no bulk replay.
+    tmux.send_key("d");
+    tmux.wait_for_screen("the dead letters screen", &server, |s| s.contains("no dead letters"));
+    tmux.send_key("A");
+    tmux.wait_for_screen("the replay question", &server, |s| s.contains("Replay every dead letter?"));
+    tmux.send_key("y");
+    tmux.wait_for_screen("the missing endpoint, said plainly", &server, |s| s.contains("this service has no bulk replay"));
+    tmux.send_key("Escape");
+
+    tmux.quit(&server);
+    tmux.wait_for_left_screen("the alternate screen to go", |s| !s.contains("Tmux dashboard check"));
 }
 
 #[test]
@@ -186,4 +249,32 @@ fn dashboard_shows_disconnected_while_the_service_is_down_and_reconnects() {
     tmux.wait_for_screen("the dashboard to reconnect", &server, |s| !s.contains("disconnected") && s.contains("● healthy") && s.contains("Survives restarts"));
 
     tmux.quit(&server);
+}
+
+#[test]
+fn a_refused_token_ends_the_dashboard_with_exit_2_and_says_why() {
+    require_tmux();
+    let server = Server::start(Options::default());
+    let tmux = Tmux::start("token", server.dir.path(), &tui_command_with_token(&server, "not-the-token"));
+    let (status, screen) = tmux.wait_exit("a refused token");
+    assert_eq!(status, "2", "screen:\n{screen}");
+    tmux.wait_for_left_screen("the message", |s| s.contains("refused the token (401 unauthorized)"));
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    require_tmux();
+    let server = Server::start(Options::default());
+    server.create_campaign(json!({"name": "Signals"}));
+    for (name, signal, code) in [("sigterm", "-TERM", "143"), ("sighup", "-HUP", "129")] {
+        let tmux = Tmux::start(name, server.dir.path(), &tui_command(&server));
+        tmux.wait_for_screen("the campaign row", &server, |s| s.contains("Signals") && s.contains("● healthy"));
+        let pid = tmux.dashboard_pid();
+        let sent = Command::new("kill").arg(signal).arg(pid.to_string()).status().expect("kill runs");
+        assert!(sent.success());
+        let (status, screen) = tmux.wait_exit(signal);
+        assert_eq!(status, code, "exit status 128 + the signal; screen:\n{screen}");
+        let screen = tmux.wait_for_left_screen("the message on the restored screen", |s| s.contains("callmgr: ended by signal"));
+        assert!(!screen.contains("Signals") && !screen.contains("● healthy"), "the alternate screen is gone:\n{screen}");
+    }
 }

@@ -68,12 +68,12 @@ fn per_second(series: &[SecondCounts], pick: fn(&SecondCounts) -> u64) -> f64 {
     last_minute.iter().map(pick).sum::<u64>() as f64 / last_minute.len().max(1) as f64
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>, ApiError> {
     let snap = snapshot(&state).await?;
     let now = state.clock.now_ms();
     let g = &state.gauges;
     let stats = &state.stats;
-    let recent: Vec<Value> = snap
+    let recent = snap
         .days
         .iter()
         .map(|(day, counters)| {
@@ -81,64 +81,61 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             let picked = get(Counter::Picked);
             let duration = get(Counter::CallDurationSeconds);
             let date = jiff::Timestamp::from_second(*day as i64 * 86_400).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
-            json!({
-                "date": date,
-                "total_calls_initiated": get(Counter::Initiated),
-                "total_calls_dialled": get(Counter::Dialled),
-                "total_calls_picked": picked,
-                "total_calls_disconnected": get(Counter::Disconnected),
-                "total_calls_rnr": get(Counter::Rnr),
-                "total_calls_failed": get(Counter::Failed),
-                "total_retries": get(Counter::Retries),
-                "peak_concurrent_calls": get(Counter::PeakConcurrent),
-                "total_call_duration": duration,
-                "avg_call_duration": if picked == 0 { 0.0 } else { ((duration as f64 / picked as f64) * 10.0).round() / 10.0 },
-                "dlq_entries_created": get(Counter::DeadLetters),
-            })
+            api::DayMetrics {
+                date,
+                total_calls_initiated: get(Counter::Initiated),
+                total_calls_dialled: get(Counter::Dialled),
+                total_calls_picked: picked,
+                total_calls_disconnected: get(Counter::Disconnected),
+                total_calls_rnr: get(Counter::Rnr),
+                total_calls_failed: get(Counter::Failed),
+                total_retries: get(Counter::Retries),
+                peak_concurrent_calls: get(Counter::PeakConcurrent),
+                total_call_duration: duration,
+                avg_call_duration: if picked == 0 { 0.0 } else { ((duration as f64 / picked as f64) * 10.0).round() / 10.0 },
+                dlq_entries_created: get(Counter::DeadLetters),
+            }
         })
         .collect();
     let series = stats.series(now, SERIES_SECONDS);
     let latency = stats.recent_latency_percentiles();
-    Ok(Json(json!({
-        "current_concurrent_calls": g.in_flight.load(Ordering::Relaxed),
-        "max_concurrent_calls": g.max_concurrent_calls.load(Ordering::Relaxed),
-        "system_status": system_status(&state, now),
-        "queue_depth": g.queue_depth.load(Ordering::Relaxed),
-        "held_by_paused_campaigns": g.held_paused.load(Ordering::Relaxed),
-        "held": {
-            "paused": g.held_paused.load(Ordering::Relaxed),
-            "outside_calling_hours": snap.held_hours,
-            "contact_cap": snap.held_cap,
+    let held_paused = g.held_paused.load(Ordering::Relaxed);
+    Ok(Json(api::Metrics {
+        current_concurrent_calls: g.in_flight.load(Ordering::Relaxed),
+        max_concurrent_calls: g.max_concurrent_calls.load(Ordering::Relaxed),
+        system_status: system_status(&state, now).to_string(),
+        queue_depth: g.queue_depth.load(Ordering::Relaxed),
+        held_by_paused_campaigns: held_paused,
+        held: api::Held { paused: held_paused, outside_calling_hours: snap.held_hours, contact_cap: snap.held_cap },
+        cancelled_dnc: snap.cancelled_dnc,
+        retrying: g.retrying.load(Ordering::Relaxed),
+        calls_by_status: snap.by_status.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
+        recent_metrics: recent,
+        rates: api::Rates {
+            window_seconds: 60,
+            accepted_per_second: per_second(&series, |s| s.accepted),
+            dials_per_second: per_second(&series, |s| s.dials),
+            outcomes_per_second: per_second(&series, |s| s.outcomes),
+            completions_per_second: per_second(&series, |s| s.finals),
+            cancellations_per_second: per_second(&series, |s| s.cancelled),
         },
-        "cancelled_dnc": snap.cancelled_dnc,
-        "retrying": g.retrying.load(Ordering::Relaxed),
-        "calls_by_status": snap.by_status.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-        "recent_metrics": recent,
-        "rates": {
-            "window_seconds": 60,
-            "accepted_per_second": per_second(&series, |s| s.accepted),
-            "dials_per_second": per_second(&series, |s| s.dials),
-            "outcomes_per_second": per_second(&series, |s| s.outcomes),
-            "completions_per_second": per_second(&series, |s| s.finals),
-            "cancellations_per_second": per_second(&series, |s| s.cancelled),
+        series: api::Series {
+            seconds: SERIES_SECONDS as u64,
+            dials: series.iter().map(|s| s.dials).collect(),
+            completions: series.iter().map(|s| s.finals).collect(),
+            cancellations: series.iter().map(|s| s.cancelled).collect(),
         },
-        "series": {
-            "seconds": SERIES_SECONDS,
-            "dials": series.iter().map(|s| s.dials).collect::<Vec<_>>(),
-            "completions": series.iter().map(|s| s.finals).collect::<Vec<_>>(),
-            "cancellations": series.iter().map(|s| s.cancelled).collect::<Vec<_>>(),
+        provider: api::ProviderMetrics {
+            latency_ms_p50: latency.map(|l| l.0),
+            latency_ms_p99: latency.map(|l| l.1),
+            transport_errors: stats.provider_transport_errors.load(Ordering::Relaxed),
+            refusals: stats.provider_refusals.load(Ordering::Relaxed),
+            recent_errors: stats.recent_errors().iter().map(|e| api::ProviderError { at: rfc3339(e.at), message: e.message.clone() }).collect(),
         },
-        "provider": {
-            "latency_ms_p50": latency.map(|l| l.0),
-            "latency_ms_p99": latency.map(|l| l.1),
-            "transport_errors": stats.provider_transport_errors.load(Ordering::Relaxed),
-            "refusals": stats.provider_refusals.load(Ordering::Relaxed),
-            "recent_errors": stats.recent_errors().iter().map(|e| json!({"at": rfc3339(e.at), "message": e.message})).collect::<Vec<_>>(),
-        },
-        "dead_letters": snap.dead_letters,
-        "writer_queue": state.writer.queued(),
-        "uptime_seconds": (now - stats.started_at).max(0) / 1000,
-    })))
+        dead_letters: snap.dead_letters,
+        writer_queue: state.writer.queued() as u64,
+        uptime_seconds: ((now - stats.started_at).max(0) / 1000) as u64,
+    }))
 }
 
 /// `GET /metrics`: Prometheus text exposition format 0.0.4.

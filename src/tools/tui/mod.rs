@@ -1,31 +1,37 @@
 //! `callmgr tui`: a live dashboard of a running service, as a client of its HTTP API. This file
-//! owns the terminal (setup, and restore on exit, error or panic), the run loop and the keys.
-//! It never blocks on the network: a poller thread does the HTTP and reports `Update`s.
+//! owns the terminal (setup, and restore on every way out: quit, error, panic, SIGTERM, SIGHUP)
+//! and the run loop. It never blocks on the network: a poller thread does the HTTP and reports
+//! `Update`s.
 //!
-//! Threads: the UI thread (this loop) waits on two bounded channels, one fed by the input
-//! thread (terminal events) and one by the poller (snapshots, failures, action results). The
-//! UI sends pause/resume `Request`s back to the poller. Quitting drops the UI's channel ends;
-//! the poller notices at its next send or wait and ends.
+//! Threads: the UI thread (this loop) waits on three bounded channels, fed by the input thread
+//! (terminal events), the poller (snapshots, failures, action results) and the signal thread.
+//! The UI sends `Request`s back to the poller. Quitting drops the UI's channel ends; the poller
+//! notices at its next send or wait and ends.
 
-pub mod client;
+pub mod keys;
+pub mod lists;
 pub mod model;
+pub mod poller;
+#[cfg(test)]
+mod test_support;
 pub mod view;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context;
 use crossbeam_channel::{Receiver, bounded, select};
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{self, Event};
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
-use client::{ApiClient, Request};
+use keys::Intent;
 use model::Model;
+use poller::Request;
 
 /// Terminal events waiting for the UI; the reader blocks when the UI falls behind.
 const INPUT_QUEUE_MAX: usize = 64;
 /// Poller updates waiting for the UI.
 const UPDATE_QUEUE_MAX: usize = 16;
-/// Pause/resume requests waiting for the poller; more key presses than this are refused.
+/// Requests waiting for the poller; more key presses than this are refused.
 const REQUEST_QUEUE_MAX: usize = 4;
 /// The shortest poll interval accepted, so a typo cannot hammer the service.
 pub const INTERVAL_MIN: Duration = Duration::from_millis(100);
@@ -39,6 +45,34 @@ pub struct TuiArgs {
     pub interval: Duration,
 }
 
+/// Why the dashboard ended other than by `q`. [`TuiError::exit_code`] maps each to the CLI's code.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    /// No terminal, or a bad argument.
+    #[error("{0}")]
+    Usage(String),
+    /// The service refused the token: retrying cannot help.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A signal asked the dashboard to end; the terminal was restored first.
+    #[error("ended by signal {0}")]
+    Signal(i32),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl TuiError {
+    /// 2 for usage errors and a refused token, 128 + N after signal N (as a shell reports a
+    /// process ended by it), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TuiError::Usage(_) | TuiError::Unauthorized(_) => 2,
+            TuiError::Signal(signal) => 128u8.saturating_add(*signal as u8),
+            TuiError::Failed(_) => 1,
+        }
+    }
+}
+
 /// `--interval`: a duration with a unit (`500ms`, `2s`), at least `INTERVAL_MIN`.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -48,74 +82,57 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
-/// What a key asks the run loop to do.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Intent {
-    Quit,
-    Send(Request),
-}
-
-/// Applies a key to the model; returns what the loop must do beyond redrawing.
-pub fn on_key(model: &mut Model, key: KeyEvent) -> Option<Intent> {
-    if key.kind == KeyEventKind::Release {
-        return None;
-    }
-    match key.code {
-        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Some(Intent::Quit),
-        KeyCode::Char('q') => Some(Intent::Quit),
-        KeyCode::Esc if model.show_help => {
-            model.show_help = false;
-            None
-        }
-        KeyCode::Esc => Some(Intent::Quit),
-        KeyCode::Char('?') | KeyCode::Char('h') => {
-            model.show_help = !model.show_help;
-            None
-        }
-        KeyCode::Up | KeyCode::Char('k') => {
-            model.move_selection(-1);
-            None
-        }
-        KeyCode::Down | KeyCode::Char('j') => {
-            model.move_selection(1);
-            None
-        }
-        KeyCode::PageUp => {
-            model.move_selection(-10);
-            None
-        }
-        KeyCode::PageDown => {
-            model.move_selection(10);
-            None
-        }
-        KeyCode::Char('p') => model.campaign_request(true).map(Intent::Send),
-        KeyCode::Char('r') => model.campaign_request(false).map(Intent::Send),
-        _ => None,
-    }
+/// `NO_COLOR` set to anything but the empty string turns colours off (no-color.org).
+pub fn colors_wanted(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Runs the dashboard until the user quits. The terminal is restored on every way out.
-pub fn run(args: TuiArgs) -> anyhow::Result<()> {
+pub fn run(args: TuiArgs) -> Result<(), TuiError> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        anyhow::bail!("callmgr tui needs an interactive terminal (stdin and stdout must be a tty)");
+        return Err(TuiError::Usage("callmgr tui needs an interactive terminal (stdin and stdout must be a tty)".into()));
     }
     // The CLI checks this already; a library caller gets the same answer.
     if args.interval < INTERVAL_MIN {
-        anyhow::bail!("--interval must be at least {}", humantime::format_duration(INTERVAL_MIN));
+        return Err(TuiError::Usage(format!("--interval must be at least {}", humantime::format_duration(INTERVAL_MIN))));
+    }
+    fn failed(what: &'static str) -> impl Fn(std::io::Error) -> TuiError {
+        move |e| TuiError::Failed(format!("{what}: {e}"))
     }
     let mut model = Model::new(&args.url, args.interval);
+    model.colors = colors_wanted(std::env::var_os("NO_COLOR").as_deref());
+    model.zone = jiff::tz::TimeZone::system();
+
+    // Signals first, so that one arriving during setup already finds the handler. Once these are
+    // registered a SIGTERM no longer kills the process at once: it reaches the loop below, which
+    // returns, and the guard restores the terminal.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT, SIGQUIT]).map_err(failed("installing signal handlers"))?;
+    let signal_handle = signals.handle();
+    let (signal_tx, signal_rx) = bounded::<i32>(1);
+    std::thread::Builder::new()
+        .name("tui-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal_tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(failed("starting the signal thread"))?;
+    let _close_signals = CloseOnDrop(signal_handle);
+
     let (request_tx, request_rx) = bounded::<Request>(REQUEST_QUEUE_MAX);
     let (update_tx, update_rx) = bounded(UPDATE_QUEUE_MAX);
-    let client = ApiClient::new(&args.url, &args.token);
+    let client = poller::dashboard_client(&args.url, &args.token);
     let interval = args.interval;
     std::thread::Builder::new()
         .name("tui-poller".into())
-        .spawn(move || client::poll_loop(client, interval, request_rx, update_tx))
-        .context("starting the poller thread")?;
+        .spawn(move || poller::poll_loop(client, interval, request_rx, update_tx))
+        .map_err(failed("starting the poller thread"))?;
 
     // `try_init` enables raw mode and the alternate screen, and installs a panic hook that
     // restores the terminal before the panic message prints. The guard covers every other exit.
-    let mut terminal = ratatui::try_init().inspect_err(|_| ratatui::restore()).context("setting up the terminal")?;
+    let mut terminal = ratatui::try_init().inspect_err(|_| ratatui::restore()).map_err(failed("setting up the terminal"))?;
     let _restore = RestoreOnDrop;
 
     let (input_tx, input_rx) = bounded(INPUT_QUEUE_MAX);
@@ -130,37 +147,43 @@ pub fn run(args: TuiArgs) -> anyhow::Result<()> {
                 }
             }
         })
-        .context("starting the input thread")?;
+        .map_err(failed("starting the input thread"))?;
 
     loop {
-        terminal.draw(|frame| view::render(frame, &model)).context("drawing")?;
-        match next_event(&input_rx, &update_rx)? {
-            Wake::Input(Event::Key(key)) => match on_key(&mut model, key) {
+        terminal.draw(|frame| view::render(frame, &model)).map_err(failed("drawing"))?;
+        match next_event(&input_rx, &update_rx, &signal_rx)? {
+            Wake::Input(Event::Key(key)) => match keys::on_key(&mut model, key) {
                 Some(Intent::Quit) => return Ok(()),
-                Some(Intent::Send(request)) => {
-                    let queued = request_tx.try_send(request).is_ok();
-                    if !queued {
-                        model.status = Some(model::StatusLine { text: "still busy with earlier requests; try again".into(), kind: model::StatusKind::Failed });
-                    }
-                }
+                Some(Intent::Send(request)) => send(&request_tx, request, &mut model),
                 None => {}
             },
             // A resize needs only the redraw at the top of the loop; `draw` resizes first.
             Wake::Input(_) => {}
+            Wake::Update(poller::Update::Unauthorized(message)) => return Err(TuiError::Unauthorized(message)),
             Wake::Update(update) => model.apply(update),
+            Wake::Signal(signal) => return Err(TuiError::Signal(signal)),
         }
+    }
+}
+
+/// Hands `request` to the poller, or says on the status line that it is still busy.
+fn send(requests: &crossbeam_channel::Sender<Request>, request: Request, model: &mut Model) {
+    if requests.try_send(request).is_err() {
+        model.status = Some(model::StatusLine { text: "still busy with earlier requests; try again".into(), kind: model::StatusKind::Failed });
     }
 }
 
 enum Wake {
     Input(Event),
-    Update(client::Update),
+    Update(poller::Update),
+    Signal(i32),
 }
 
-fn next_event(input: &Receiver<Event>, updates: &Receiver<client::Update>) -> anyhow::Result<Wake> {
+fn next_event(input: &Receiver<Event>, updates: &Receiver<poller::Update>, signals: &Receiver<i32>) -> Result<Wake, TuiError> {
     select! {
-        recv(input) -> event => event.map(Wake::Input).context("the terminal input closed"),
-        recv(updates) -> update => update.map(Wake::Update).context("the poller thread ended"),
+        recv(signals) -> signal => signal.map(Wake::Signal).map_err(|_| TuiError::Failed("the signal thread ended".into())),
+        recv(input) -> event => event.map(Wake::Input).map_err(|_| TuiError::Failed("the terminal input closed".into())),
+        recv(updates) -> update => update.map(Wake::Update).map_err(|_| TuiError::Failed("the poller thread ended".into())),
     }
 }
 
@@ -173,28 +196,18 @@ impl Drop for RestoreOnDrop {
     }
 }
 
+/// Ends the signal thread's wait.
+struct CloseOnDrop(signal_hook::iterator::Handle);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use client::{Campaign, Snapshot, Update};
-
-    fn press(code: KeyCode) -> KeyEvent {
-        KeyEvent::new(code, KeyModifiers::NONE)
-    }
-
-    fn model_with_campaigns(ids: &[u64]) -> Model {
-        let mut model = Model::new("http://127.0.0.1:8000", Duration::from_secs(1));
-        let metrics = serde_json::from_str(include_str!("../../../tests/fixtures/tui/metrics.json")).expect("fixture parses");
-        let campaigns = ids.iter().map(|&id| Campaign { id, name: format!("c{id}"), status: "active".into(), stats: None }).collect();
-        model.apply(Update::Snapshot(Box::new(Snapshot {
-            metrics,
-            campaigns,
-            campaigns_listed: ids.len(),
-            campaigns_truncated: false,
-            fetched_at: "12:00:00Z".into(),
-        })));
-        model
-    }
 
     #[test]
     fn intervals_need_a_unit_and_a_floor() {
@@ -205,41 +218,16 @@ mod tests {
     }
 
     #[test]
-    fn quit_keys() {
-        let mut model = model_with_campaigns(&[1]);
-        assert_eq!(on_key(&mut model, press(KeyCode::Char('q'))), Some(Intent::Quit));
-        assert_eq!(on_key(&mut model, press(KeyCode::Esc)), Some(Intent::Quit));
-        assert_eq!(on_key(&mut model, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Intent::Quit));
+    fn no_color_set_and_non_empty_turns_colours_off() {
+        assert!(colors_wanted(None));
+        assert!(colors_wanted(Some(std::ffi::OsStr::new(""))));
+        assert!(!colors_wanted(Some(std::ffi::OsStr::new("1"))));
     }
 
     #[test]
-    fn esc_closes_help_before_quitting() {
-        let mut model = model_with_campaigns(&[1]);
-        assert_eq!(on_key(&mut model, press(KeyCode::Char('?'))), None);
-        assert!(model.show_help);
-        assert_eq!(on_key(&mut model, press(KeyCode::Esc)), None);
-        assert!(!model.show_help);
-        assert_eq!(on_key(&mut model, press(KeyCode::Esc)), Some(Intent::Quit));
-    }
-
-    #[test]
-    fn arrows_and_vi_keys_select_and_p_r_act_on_the_selection() {
-        let mut model = model_with_campaigns(&[3, 2, 1]);
-        on_key(&mut model, press(KeyCode::Down));
-        on_key(&mut model, press(KeyCode::Char('j')));
-        assert_eq!(model.selected_id, Some(1));
-        on_key(&mut model, press(KeyCode::Char('k')));
-        assert_eq!(model.selected_id, Some(2));
-        assert_eq!(on_key(&mut model, press(KeyCode::Char('p'))), Some(Intent::Send(Request::Pause { id: 2, name: "c2".into() })));
-        on_key(&mut model, press(KeyCode::Up));
-        assert_eq!(on_key(&mut model, press(KeyCode::Char('r'))), Some(Intent::Send(Request::Resume { id: 3, name: "c3".into() })));
-    }
-
-    #[test]
-    fn key_releases_are_ignored() {
-        let mut model = model_with_campaigns(&[1]);
-        let mut release = press(KeyCode::Char('q'));
-        release.kind = KeyEventKind::Release;
-        assert_eq!(on_key(&mut model, release), None);
+    fn exit_codes() {
+        assert_eq!(TuiError::Unauthorized("x".into()).exit_code(), 2);
+        assert_eq!(TuiError::Signal(15).exit_code(), 143);
+        assert_eq!(TuiError::Failed("x".into()).exit_code(), 1);
     }
 }
