@@ -72,6 +72,8 @@ pub struct Limits {
     pub exports_max: usize,
     /// Time an export waits for its client to take the next chunk before it is abandoned.
     pub export_stall_timeout: Duration,
+    /// Below this much free space on the data disk, new work is refused (0: no guard).
+    pub disk_free_min_mb: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -168,6 +170,7 @@ impl Config {
              storage.cache_size:     {} MiB\n\
              limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
              connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
+             disk:                   disk_free_min_mb={}\n\
              log:                    level={} format={:?}\n",
             self.source.display(),
             self.listen,
@@ -208,6 +211,7 @@ impl Config {
             fmt_duration(l.write_stall_timeout),
             l.exports_max,
             fmt_duration(l.export_stall_timeout),
+            l.disk_free_min_mb,
             self.log_level,
             self.log_format,
         )
@@ -368,6 +372,7 @@ struct RawLimits {
     write_stall_timeout: DurationText,
     exports_max: usize,
     export_stall_timeout: DurationText,
+    disk_free_min_mb: u64,
 }
 
 impl Default for RawLimits {
@@ -391,6 +396,7 @@ impl Default for RawLimits {
             write_stall_timeout: "60s".into(),
             exports_max: 4,
             export_stall_timeout: "30s".into(),
+            disk_free_min_mb: 256,
         }
     }
 }
@@ -655,6 +661,7 @@ fn validate(
         write_stall_timeout: connection_timeout("limits.write_stall_timeout", &l.write_stall_timeout)?,
         exports_max: positive("limits.exports_max", l.exports_max)?,
         export_stall_timeout: connection_timeout("limits.export_stall_timeout", &l.export_stall_timeout)?,
+        disk_free_min_mb: l.disk_free_min_mb,
     };
     if limits.connections_max > CONNECTIONS_MAX_LIMIT {
         return Err(key_error("limits.connections_max", format!("must be at most {CONNECTIONS_MAX_LIMIT} (each connection is an open file)")));

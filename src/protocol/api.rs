@@ -246,6 +246,20 @@ pub struct Metrics {
     pub writer_queue: u64,
     #[serde(default)]
     pub uptime_seconds: u64,
+    /// Why `system_status` is `degraded` (empty otherwise).
+    #[serde(default)]
+    pub degraded_reasons: Vec<String>,
+    #[serde(default)]
+    pub disk: DiskMetrics,
+}
+
+/// The data disk's free space and the guard's limit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskMetrics {
+    pub free_mb: u64,
+    pub min_free_mb: u64,
+    /// Below the limit: new calls and numbers are refused.
+    pub low: bool,
 }
 
 /// One day of `recent_metrics` (days are UTC).

@@ -16,6 +16,7 @@ use anyhow::Context;
 use sd_notify::NotifyState;
 
 pub mod api;
+pub mod disk;
 pub mod dispatch;
 pub mod events;
 pub mod http;
@@ -37,6 +38,9 @@ use writer::{Writer, WriterSettings};
 
 /// The exit code after a storage failure (EX_SOFTWARE): systemd restarts the service.
 pub const EXIT_STORAGE_FAILURE: i32 = 70;
+
+/// How often the data disk's free space is read.
+const DISK_CHECK_PERIOD: Duration = Duration::from_secs(1);
 
 /// A writer that has had work waiting longer than this is considered stuck (no watchdog ping).
 const WRITER_STALL_MS: i64 = 30_000;
@@ -140,6 +144,11 @@ pub async fn serve(
     let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
 
     let exports = Arc::new(tokio::sync::Semaphore::new(config.limits.exports_max));
+    let disk = Arc::new(disk::DiskGuard::new(config.data_dir.clone(), config.limits.disk_free_min_mb));
+    if let Err(error) = disk.check() {
+        tracing::warn!(%error, "cannot read the data disk's free space");
+    }
+    let disk_watch = tokio::spawn(disk::watch(disk.clone(), DISK_CHECK_PERIOD));
     let state = AppState {
         writer: writer.clone(),
         store: store.clone(),
@@ -149,6 +158,7 @@ pub async fn serve(
         stats,
         clock: clock.clone(),
         exports,
+        disk,
     };
     let app = api::router(state);
     gauges.ready.store(true, Ordering::Release);
@@ -173,6 +183,7 @@ pub async fn serve(
         Err(_) => tracing::warn!("requests still open after {}; closing them", crate::config::fmt_duration(shutdown_timeout)),
     }
     watchdog.abort();
+    disk_watch.abort();
     gauges.ready.store(false, Ordering::Release);
     let _ = stop_scheduler.send(());
     drop(writer);

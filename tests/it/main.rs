@@ -8,6 +8,7 @@ mod harness;
 mod api;
 mod dialing;
 mod disk;
+mod disk_guard;
 mod faults;
 mod hardening;
 mod mock_provider;

@@ -30,6 +30,7 @@ const EXPORT_CHANNEL_CHUNKS: usize = 4;
 const CALL_DURATION_MAX_SECONDS: u64 = 86_400;
 
 pub async fn initiate(State(state): State<AppState>, JsonBody(body): JsonBody<InitiateCallBody>) -> Result<impl IntoResponse, ApiError> {
+    state.accepting_new_work()?;
     let campaign_id = body.campaign_id.0;
     let region = campaign_region(&state, campaign_id, std::iter::once(body.phone_number.as_str())).await?;
     let phone_number = phones::parse(&state, &body.phone_number, region.as_deref()).map_err(|m| ApiError::field("phone_number", m))?;
@@ -40,6 +41,7 @@ pub async fn initiate(State(state): State<AppState>, JsonBody(body): JsonBody<In
 }
 
 pub async fn bulk(State(state): State<AppState>, JsonBody(body): JsonBody<BulkBody>) -> Result<impl IntoResponse, ApiError> {
+    state.accepting_new_work()?;
     let campaign_id = body.campaign_id.0;
     let source = match (body.phone_numbers, body.use_campaign_numbers) {
         (Some(_), Some(true)) => return Err(ApiError::field("use_campaign_numbers", "Give either phone_numbers or use_campaign_numbers, not both")),

@@ -161,6 +161,7 @@ pub async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> Resu
 }
 
 pub async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    state.accepting_new_work()?;
     let id = campaign_id_from_path(&id)?;
     let summary = state.writer.request(|reply| Command::StartCampaign { id, reply }).await?;
     let started = api::Started { campaign_id: id, queued: summary.queued, skipped_duplicates: summary.skipped_duplicates, skipped_dnc: summary.skipped_dnc };
@@ -193,6 +194,7 @@ fn raw_texts(items: &[serde_json::Value]) -> impl Iterator<Item = &str> {
 }
 
 pub async fn add_numbers(State(state): State<AppState>, JsonBody(body): JsonBody<PhoneNumbersBody>) -> Result<impl IntoResponse, ApiError> {
+    state.accepting_new_work()?;
     check_batch_size(&state, body.phone_numbers.len())?;
     if body.phone_numbers.is_empty() {
         return Err(ApiError::field("phone_numbers", "phone_numbers must not be empty"));

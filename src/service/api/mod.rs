@@ -42,6 +42,18 @@ pub struct AppState {
     pub clock: SharedClock,
     /// One permit per running CSV export (`limits.exports_max`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// The data disk's free-space guard: below its limit, new work is refused.
+    pub disk: Arc<crate::service::disk::DiskGuard>,
+}
+
+impl AppState {
+    /// New work (calls, numbers, campaign starts) is refused while the data disk is low.
+    pub fn accepting_new_work(&self) -> Result<(), ApiError> {
+        match self.disk.refusal() {
+            Some(reason) => Err(ApiError::Unavailable(reason)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Registers `path` with and without the trailing slash (both are accepted).

@@ -52,9 +52,24 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
     .await
 }
 
+/// Why the service is degraded, if it is (empty: it is not).
+fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !state.gauges.scheduler_alive(now, SCHEDULER_STALL_MS) {
+        reasons.push("the scheduler has stalled".to_string());
+    }
+    if state.writer.queued() * 10 >= state.config.limits.writer_inbox_max * 9 {
+        reasons.push("the writer's inbox is nearly full".to_string());
+    }
+    if let Some(reason) = state.disk.refusal() {
+        reasons.push(reason);
+    }
+    reasons
+}
+
 fn system_status(state: &AppState, now: i64) -> &'static str {
     let g = &state.gauges;
-    if !g.scheduler_alive(now, SCHEDULER_STALL_MS) || state.writer.queued() * 10 >= state.config.limits.writer_inbox_max * 9 {
+    if !degraded_reasons(state, now).is_empty() {
         "degraded"
     } else if g.in_flight.load(Ordering::Relaxed) >= g.max_concurrent_calls.load(Ordering::Relaxed) {
         "at_capacity"
@@ -135,6 +150,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>
         dead_letters: snap.dead_letters,
         writer_queue: state.writer.queued() as u64,
         uptime_seconds: ((now - stats.started_at).max(0) / 1000) as u64,
+        degraded_reasons: degraded_reasons(&state, now),
+        disk: api::DiskMetrics { free_mb: state.disk.free_mb(), min_free_mb: state.disk.min_free_mb(), low: state.disk.is_low() },
     }))
 }
 
@@ -152,6 +169,8 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     };
     let plain = |v: u64| vec![(String::new(), v.to_string())];
     metric("callmgr_calls_in_flight", "gauge", "Calls holding a slot (PROCESSING or being dispatched).", &plain(g.in_flight.load(Ordering::Relaxed)));
+    metric("callmgr_disk_free_bytes", "gauge", "Free space on the data disk.", &plain(state.disk.free_mb() * 1024 * 1024));
+    metric("callmgr_disk_low", "gauge", "1 while the data disk is below limits.disk_free_min_mb (new work refused).", &plain(state.disk.is_low() as u64));
     metric("callmgr_max_concurrent_calls", "gauge", "The configured limit on calls in flight.", &plain(g.max_concurrent_calls.load(Ordering::Relaxed)));
     metric("callmgr_queue_depth", "gauge", "INITIATED calls waiting for a slot.", &plain(g.queue_depth.load(Ordering::Relaxed)));
     metric("callmgr_calls_retrying", "gauge", "Calls waiting for their next retry.", &plain(g.retrying.load(Ordering::Relaxed)));
@@ -202,10 +221,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let now = state.clock.now_ms();
     let ready = state.gauges.ready.load(Ordering::Acquire);
     let scheduler = state.gauges.scheduler_alive(now, SCHEDULER_STALL_MS);
-    if ready && scheduler {
+    let disk = state.disk.refusal();
+    if ready && scheduler && disk.is_none() {
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
-        let reason = if !ready { "recovering" } else { "scheduler stalled" };
+        let reason = if !ready {
+            "recovering".to_string()
+        } else if !scheduler {
+            "scheduler stalled".to_string()
+        } else {
+            disk.unwrap_or_default()
+        };
         ApiError::Unavailable(format!("Not ready: {reason}")).into_response()
     }
 }
