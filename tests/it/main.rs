@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod compliance;
 mod dialing;
 mod disk;
 mod disk_guard;
