@@ -1,3 +1,4 @@
+pub mod callee_zone;
 pub mod clock;
 pub mod machine;
 pub mod model;
