@@ -135,6 +135,11 @@ impl PrefixMap {
     }
 }
 
+/// Parses the embedded prefix map now rather than on the first lookup (about a millisecond).
+pub fn warm_up() {
+    LazyLock::force(&PREFIX_MAP);
+}
+
 /// The zone names of the longest prefix of `e164`'s digits present in the map, or `None` when
 /// no prefix matches or `e164` is not `+` followed by ASCII digits.
 pub fn infer(e164: &str) -> Option<&'static [&'static str]> {

@@ -13,8 +13,10 @@
 //!   spaces and dashes, and non-ASCII digits (Arabic-Indic, full-width, …). libphonenumber
 //!   would convert the last ones; we refuse them rather than silently rewrite what a client
 //!   sent, as the reference system did.
-//! * A `(0)` group in a number written with `+` is the national trunk prefix
-//!   (`+44 (0)20 7946 0958`) and is removed, in every validation mode.
+//! * A `(0)` group right after the calling code (`+44 (0)20 7946 0958`) is the trunk prefix
+//!   and goes where the calling code's trunk prefix is 0. Where 0 belongs to the number (Italy:
+//!   `+39 (0)6 …` is `+39 06 …`) it stays. `Possible` and `Valid` get this from the metadata's
+//!   trunk-prefix rules; `Shape` asks the metadata only for the calling code's trunk prefix.
 //! * `Shape` is the reference system's rule: `+` and 8 to 15 digits, the first not 0. Every
 //!   refusal has its legacy text [`INVALID_PHONE`]. The default region is not used.
 //! * `Possible` (the default): the country calling code exists and the national number's
@@ -202,11 +204,13 @@ fn is_separator(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\u{00A0}' | '-' | '.' | '(' | ')')
 }
 
-/// The input reduced to an optional leading `+` and ASCII digits, with a `(0)` trunk group
-/// removed from a `+` number. Refuses overlong input and characters outside the allowed set.
+/// The input reduced to an optional leading `+` and ASCII digits. Refuses overlong input and
+/// characters outside the allowed set.
 struct Compact {
     plus: bool,
     digits: String,
+    /// Index in `digits` of the 0 of the first `(0)` group of a `+` number.
+    paren_zero_at: Option<usize>,
 }
 
 fn compact(raw: &str) -> Result<Compact, Refusal> {
@@ -223,11 +227,11 @@ fn compact(raw: &str) -> Result<Compact, Refusal> {
         None => (false, trimmed),
     };
     let mut digits = String::with_capacity(body.len());
+    let mut paren_zero_at = None;
     let mut rest = body;
     while let Some(c) = rest.chars().next() {
-        if plus && !digits.is_empty() && rest.starts_with("(0)") {
-            rest = &rest[3..];
-            continue;
+        if plus && paren_zero_at.is_none() && rest.starts_with("(0)") {
+            paren_zero_at = Some(digits.len());
         }
         if c.is_ascii_digit() {
             digits.push(c);
@@ -236,7 +240,7 @@ fn compact(raw: &str) -> Result<Compact, Refusal> {
         }
         rest = &rest[c.len_utf8()..];
     }
-    Ok(Compact { plus, digits })
+    Ok(Compact { plus, digits, paren_zero_at })
 }
 
 /// Parses `raw` and answers it in E.164 (`+442079460958`), checked as `validation` says. A number
@@ -248,15 +252,24 @@ pub fn parse(raw: &str, default_region: Option<&Region>, validation: PhoneValida
     }
 }
 
-/// The reference system's rule: `+` and 8 to 15 digits, the first not 0.
+/// The reference system's rule: `+` and 8 to 15 digits, the first not 0; a `(0)` trunk group
+/// right after a calling code whose trunk prefix is 0 is removed first.
 fn shape(raw: &str) -> Option<String> {
-    let Compact { plus, digits } = compact(raw).ok()?;
+    let Compact { plus, mut digits, paren_zero_at } = compact(raw).ok()?;
+    if let Some(at) = paren_zero_at
+        && numbering_plan::calling_code_length(&digits) == Some(at)
+        && digits.get(..at).and_then(|code| code.parse().ok()).and_then(numbering_plan::trunk_prefix) == Some("0")
+    {
+        digits.remove(at);
+    }
     let shaped = plus && (8..=E164_DIGITS_MAX).contains(&digits.len()) && !digits.starts_with('0');
     shaped.then(|| format!("+{digits}"))
 }
 
 fn with_metadata(raw: &str, default_region: Option<&Region>, full_check: bool) -> Result<String, Refusal> {
-    let Compact { plus, digits } = compact(raw)?;
+    // A `(0)` needs nothing special here: the metadata's trunk-prefix rules strip the 0 where
+    // it is a trunk prefix and keep it where it is part of the number.
+    let Compact { plus, digits, paren_zero_at: _ } = compact(raw)?;
     if digits.is_empty() {
         return Err(Refusal::NoDigits);
     }
@@ -300,6 +313,12 @@ pub fn normalize_lenient(raw: &str) -> Option<String> {
     shape(raw).or_else(|| with_metadata(raw, None, false).ok())
 }
 
+/// Decodes the numbering-plan metadata now rather than on the first number that needs it (a
+/// few hundred milliseconds, once per process): call it at startup, before answering requests.
+pub fn warm_up() {
+    numbering_plan::warm_up();
+}
+
 /// The reference system's normalisation, kept for call sites not yet switched to [`parse`]:
 /// `parse(raw, None, PhoneValidation::Shape)` with the legacy error text.
 pub fn normalize(raw: &str) -> Result<String, &'static str> {
@@ -325,7 +344,8 @@ const MASKED_RUN_DIGITS_MIN: usize = 7;
 /// `text` with every run that looks like a phone number (an optional `+`, then digits and
 /// separators holding at least 7 digits) replaced by its [`mask`], so that a provider's error
 /// body can be logged or stored without a full number in it. Other text is kept as it is; a
-/// long digit run that is not a number (a date, an id) is masked too, which is harmless.
+/// long digit run that is not a number (a date, an id, an IPv4 address) is masked too, which
+/// costs a little detail and never leaks a number.
 pub fn mask_numbers_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -336,6 +356,7 @@ pub fn mask_numbers_in(text: &str) -> String {
         let body_start = usize::from(run.starts_with('+'));
         let mut end = body_start;
         let mut digits = 0;
+        // `end` is at least 1: the run starts with `+` or a digit.
         for (offset, c) in run[body_start..].char_indices() {
             if c.is_ascii_digit() {
                 digits += 1;
@@ -347,13 +368,11 @@ pub fn mask_numbers_in(text: &str) -> String {
         if digits >= MASKED_RUN_DIGITS_MIN {
             let compacted: String = run[..end].chars().filter(|&c| c == '+' || c.is_ascii_digit()).collect();
             out.push_str(&mask(&compacted));
-            rest = &run[end..];
         } else {
-            // Not a number: keep the run's first character and look again after it.
-            let first = run.chars().next().map_or(1, char::len_utf8);
-            out.push_str(&run[..first]);
-            rest = &run[first..];
+            // Too few digits for a number: kept as it is.
+            out.push_str(&run[..end]);
         }
+        rest = &run[end..];
     }
     out.push_str(rest);
     out
@@ -388,6 +407,8 @@ mod tests {
             check(" +1 (415) 555-0101 ", None, validation, Ok("+14155550101"));
             check("+44.20.7946.0958", None, validation, Ok("+442079460958"));
             check("+44 (0)20 7946 0958", None, validation, Ok("+442079460958"));
+            check("+49 (0)30 901820", None, validation, Ok("+4930901820"));
+            check("+39 (0)6 6982 0000", None, validation, Ok("+390669820000")); // Italy has no trunk prefix
             check("+44(0)2079460958", Some("US"), validation, Ok("+442079460958"));
             check("+1-4-1-5-5-5-5-0-1-0-1", None, validation, Ok("+14155550101"));
             check("+33\u{00A0}1\u{00A0}42\u{00A0}68\u{00A0}53\u{00A0}00", None, validation, Ok("+33142685300"));

@@ -5,7 +5,7 @@
 //! `getNumberTypeHelper`). Pure: it sees only ASCII digits, never raw client text.
 //!
 //! Why not the crate's own `parse` and `is_valid`: as of 0.3.10 it strips a trunk prefix that is
-//! part of the number (`+7 800 555 35 35` becomes `+7 005 553 535`, its issue 76), its general
+//! part of the number (`+7 800 555 35 35` becomes `+7 005 553 535`; reported upstream), its general
 //! descriptors carry no possible lengths (libphonenumber computes them as the union of the
 //! number types' lengths; the crate leaves them empty, so length tests never say "too short"),
 //! its pattern match anchors only the start (`find` at 0, not a full match), and every regex use
@@ -223,6 +223,11 @@ impl RegionRules {
     }
 }
 
+/// Decodes the metadata and compiles the rules of the busiest calling code's main region.
+pub(super) fn warm_up() {
+    let _ = main_region(1).and_then(rules);
+}
+
 fn regions_of(code: u16) -> Option<&'static CodeRegions> {
     CALLING_CODES.get(&code)
 }
@@ -288,6 +293,17 @@ pub(super) fn split_national(digits: &str, region: RegionKey) -> Result<Split, S
         }
     }
     finish(Split { code, national: digits.to_owned() }, region)
+}
+
+/// How many of the leading digits are a calling code, if any are.
+pub(super) fn calling_code_length(digits: &str) -> Option<usize> {
+    let split = split_calling_code(digits).ok()?;
+    Some(digits.len() - split.national.len())
+}
+
+/// The trunk prefix of a calling code's main region (`0` for +44, `1` for +1, none for +39).
+pub(super) fn trunk_prefix(code: u16) -> Option<&'static str> {
+    regions_of(code)?.regions.first()?.0.national_prefix()
 }
 
 /// The calling code at the start of `digits` (the shortest prefix that is one).
