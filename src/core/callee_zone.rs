@@ -12,7 +12,7 @@
 //! lists, so a lookup is at most nine binary searches over integers and allocates nothing.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use jiff::tz::TimeZone;
 
@@ -78,6 +78,9 @@ struct PrefixMap {
     lists: [Vec<u16>; PREFIX_DIGITS_MAX],
     /// Distinct zone lists in file order (about 300 for 3,300 prefixes).
     zone_lists: Vec<Box<[&'static str]>>,
+    /// Each zone list's zones, looked up in the time zone database on first use (names it does
+    /// not know left out). Saves a database lookup per zone per number.
+    zones: Vec<OnceLock<Box<[(TimeZone, &'static str)]>>>,
 }
 
 static PREFIX_MAP: LazyLock<PrefixMap> = LazyLock::new(|| PrefixMap::parse(PREFIX_MAP_TEXT));
@@ -115,11 +118,18 @@ impl PrefixMap {
             keys[length_index] = of_length.iter().map(|&(key, _)| key).collect();
             lists[length_index] = of_length.iter().map(|&(_, id)| id).collect();
         }
-        PrefixMap { keys, lists, zone_lists }
+        let zones = zone_lists.iter().map(|_| OnceLock::new()).collect();
+        PrefixMap { keys, lists, zone_lists, zones }
     }
 
-    /// The zone list of the longest prefix of `digits` present in the map.
-    fn longest_match(&self, digits: &[u8]) -> Option<&[&'static str]> {
+    /// The known zones of zone list `list_id`, with their names.
+    fn zones(&self, list_id: u16) -> &[(TimeZone, &'static str)] {
+        let list_index = usize::from(list_id);
+        self.zones[list_index].get_or_init(|| self.zone_lists[list_index].iter().filter_map(|&name| Some((TimeZone::get(name).ok()?, name))).collect())
+    }
+
+    /// The zone list id of the longest prefix of `digits` present in the map.
+    fn longest_match(&self, digits: &[u8]) -> Option<u16> {
         // prefix_values[L - 1] = the first L digits as an integer.
         let mut prefix_values = [0u32; PREFIX_DIGITS_MAX];
         let mut value = 0u32;
@@ -130,9 +140,19 @@ impl PrefixMap {
         }
         (1..=usable).rev().find_map(|length| {
             let index = self.keys[length - 1].binary_search(&prefix_values[length - 1]).ok()?;
-            Some(&*self.zone_lists[usize::from(self.lists[length - 1][index])])
+            Some(self.lists[length - 1][index])
         })
     }
+}
+
+/// The zone list id of `e164`'s longest matching prefix; `None` unless `e164` is ASCII digits
+/// after an optional `+`.
+fn infer_list_id(e164: &str) -> Option<u16> {
+    let digits = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    PREFIX_MAP.longest_match(digits)
 }
 
 /// Parses the embedded prefix map now rather than on the first lookup (about a millisecond).
@@ -143,11 +163,7 @@ pub fn warm_up() {
 /// The zone names of the longest prefix of `e164`'s digits present in the map, or `None` when
 /// no prefix matches or `e164` is not `+` followed by ASCII digits.
 pub fn infer(e164: &str) -> Option<&'static [&'static str]> {
-    let digits = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    PREFIX_MAP.longest_match(digits)
+    infer_list_id(e164).map(|list_id| &*PREFIX_MAP.zone_lists[usize::from(list_id)])
 }
 
 /// The callee's zone, from the first source that yields one: the number's own `given` zone, the
@@ -174,11 +190,11 @@ fn named(name: &str, source: TimezoneSource) -> Option<CalleeZone> {
 }
 
 fn inferred(e164: &str, max_candidates: usize) -> Option<CalleeZone> {
-    let candidates = infer(e164)?;
+    let candidates = PREFIX_MAP.zones(infer_list_id(e164)?);
     if candidates.len() > max_candidates {
         return None;
     }
-    let (zones, names): (Vec<TimeZone>, Vec<String>) = candidates.iter().filter_map(|&name| Some((TimeZone::get(name).ok()?, name.to_owned()))).unzip();
+    let (zones, names): (Vec<TimeZone>, Vec<String>) = candidates.iter().map(|(zone, name)| (zone.clone(), (*name).to_owned())).unzip();
     let source = match zones.len() {
         0 => return None,
         1 => TimezoneSource::Inferred,

@@ -308,10 +308,11 @@ pub(super) fn trunk_prefix(code: u16) -> Option<&'static str> {
 
 /// The calling code at the start of `digits` (the shortest prefix that is one).
 fn split_calling_code(digits: &str) -> Result<Split, SplitError> {
-    let written = &digits[..digits.len().min(CALLING_CODE_DIGITS_MAX)];
+    // Callers pass ASCII digits; `get` keeps anything else from panicking on a char boundary.
+    let written = digits.get(..digits.len().min(CALLING_CODE_DIGITS_MAX)).unwrap_or_default();
     if !written.starts_with('0') {
         for length in 1..=written.len() {
-            let Ok(code) = written[..length].parse::<u16>() else { continue };
+            let Some(code) = written.get(..length).and_then(|code| code.parse::<u16>().ok()) else { continue };
             if regions_of(code).is_some() {
                 return Ok(Split { code, national: digits[length..].to_owned() });
             }
