@@ -80,8 +80,11 @@ struct PrefixMap {
     zone_lists: Vec<Box<[&'static str]>>,
     /// Each zone list's zones, looked up in the time zone database on first use (names it does
     /// not know left out). Saves a database lookup per zone per number.
-    zones: Vec<OnceLock<Box<[(TimeZone, &'static str)]>>>,
+    zones: Vec<OnceLock<KnownZones>>,
 }
+
+/// A zone list's zones that the time zone database knows, each with its name.
+type KnownZones = Box<[(TimeZone, &'static str)]>;
 
 static PREFIX_MAP: LazyLock<PrefixMap> = LazyLock::new(|| PrefixMap::parse(PREFIX_MAP_TEXT));
 
