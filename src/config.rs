@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+use crate::core::phone::{PhoneValidation, Region};
+
 /// The development token of the shipped config; `serve` warns loudly when it is in use.
 pub const DEV_TOKEN: &str = "dev-token-12345";
 
@@ -132,6 +134,13 @@ pub struct Config {
     pub limits: Limits,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Region in which numbers written without `+` are read; `None`: such numbers are refused
+    /// unless their campaign names a region.
+    pub default_region: Option<Region>,
+    /// How strictly phone numbers are checked on input.
+    pub phone_validation: PhoneValidation,
+    /// Most zones a number's prefix may map to and still count as inferred (`timezone_inference.max_candidates`).
+    pub timezone_max_candidates: usize,
 }
 
 impl Config {
@@ -171,7 +180,10 @@ impl Config {
              limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
              connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
              disk:                   disk_free_min_mb={}\n\
-             log:                    level={} format={:?}\n",
+             log:                    level={} format={:?}\n\
+             default_region:         {}\n\
+             phone_validation:       {}\n\
+             timezone_inference:     max_candidates={}\n",
             self.source.display(),
             self.listen,
             self.data_dir.display(),
@@ -214,6 +226,12 @@ impl Config {
             l.disk_free_min_mb,
             self.log_level,
             self.log_format,
+            match &self.default_region {
+                Some(region) => region.to_string(),
+                None => "(none: numbers without + need their campaign's region)".to_string(),
+            },
+            self.phone_validation.as_str(),
+            self.timezone_max_candidates,
         )
     }
 }
@@ -285,6 +303,9 @@ struct RawConfig {
     storage: RawStorage,
     limits: RawLimits,
     log: RawLog,
+    default_region: Option<String>,
+    phone_validation: String,
+    timezone_inference: RawTimezoneInference,
 }
 
 impl Default for RawConfig {
@@ -304,6 +325,9 @@ impl Default for RawConfig {
             storage: RawStorage::default(),
             limits: RawLimits::default(),
             log: RawLog::default(),
+            default_region: None,
+            phone_validation: PhoneValidation::default().as_str().into(),
+            timezone_inference: RawTimezoneInference::default(),
         }
     }
 }
@@ -411,6 +435,18 @@ struct RawLog {
 impl Default for RawLog {
     fn default() -> Self {
         RawLog { level: "info".into(), format: "text".into() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTimezoneInference {
+    max_candidates: usize,
+}
+
+impl Default for RawTimezoneInference {
+    fn default() -> Self {
+        RawTimezoneInference { max_candidates: 3 }
     }
 }
 
@@ -674,6 +710,12 @@ fn validate(
         "json" => LogFormat::Json,
         other => return Err(key_error("log.format", format!("`{other}` must be `text` or `json`"))),
     };
+    let default_region = match raw.default_region.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(Region::parse(text).map_err(|problem| key_error("default_region", problem))?),
+    };
+    let phone_validation = PhoneValidation::parse(raw.phone_validation.trim()).map_err(|problem| key_error("phone_validation", problem))?;
+    let timezone_max_candidates = positive("timezone_inference.max_candidates", raw.timezone_inference.max_candidates)?;
     if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
         return Err(key_error("log.level", format!("`{}` is not a level (error, warn, info, debug, trace) or filter", raw.log.level)));
     }
@@ -706,6 +748,9 @@ fn validate(
         limits,
         log_level: raw.log.level,
         log_format,
+        default_region,
+        phone_validation,
+        timezone_max_candidates,
     })
 }
 
@@ -768,6 +813,11 @@ mod tests {
             ("limits: {idle_timeout: 0s}\n", "key `limits.idle_timeout`: must be at least 100ms"),
             ("limits: {export_stall_timeout: 10}\n", "has no unit"),
             ("tokens: [short]\n", "shorter than 8"),
+            ("default_region: ZZ\n", "key `default_region`: \"ZZ\" is not a region the phone number metadata knows"),
+            ("default_region: GBR\n", "key `default_region`"),
+            ("phone_validation: strict\n", "key `phone_validation`: unknown phone validation \"strict\""),
+            ("timezone_inference: {max_candidates: 0}\n", "key `timezone_inference.max_candidates`: must be at least 1"),
+            ("timezone_inference: {max: 2}\n", "key `timezone_inference.max`: unknown field"),
         ];
         for (extra, expected) in cases {
             let text = if extra.starts_with("tokens") || extra.starts_with("provider") {
@@ -819,6 +869,25 @@ mod tests {
         assert!(err.contains("MAX_CONCURRENT_CALLS"), "{err}");
         let err = load_text(MINIMAL, &[("DUPLICATE_CALL_WINDOW_MINUTES", "five")]).unwrap_err();
         assert!(err.contains("DUPLICATE_CALL_WINDOW_MINUTES"), "{err}");
+    }
+
+    #[test]
+    fn phone_and_timezone_settings() {
+        let config = load_text(MINIMAL, &[]).unwrap();
+        assert_eq!((config.default_region, config.phone_validation, config.timezone_max_candidates), (None, PhoneValidation::Possible, 3));
+        let text = format!("{MINIMAL}default_region: gb\nphone_validation: valid\ntimezone_inference: {{max_candidates: 5}}\n");
+        let config = load_text(&text, &[]).unwrap();
+        assert_eq!(config.default_region.map(|r| r.to_string()).as_deref(), Some("GB"));
+        assert_eq!((config.phone_validation, config.timezone_max_candidates), (PhoneValidation::Valid, 5));
+        let described = config.describe();
+        assert!(described.contains("default_region:         GB\n"), "{described}");
+        assert!(described.contains("phone_validation:       valid\n"), "{described}");
+        assert!(described.contains("max_candidates=5"), "{described}");
+        let config = load_text(MINIMAL, &[("CALLMGR_DEFAULT_REGION", "US"), ("CALLMGR_PHONE_VALIDATION", "shape")]).unwrap();
+        assert_eq!(config.default_region.map(|r| r.to_string()).as_deref(), Some("US"));
+        assert_eq!(config.phone_validation, PhoneValidation::Shape);
+        let err = load_text(MINIMAL, &[("CALLMGR_DEFAULT_REGION", "XX")]).unwrap_err();
+        assert!(err.contains("default_region (from environment CALLMGR_DEFAULT_REGION)"), "{err}");
     }
 
     #[test]
