@@ -71,6 +71,13 @@ pub async fn serve(
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?
     };
     let store = Arc::new(store);
+    // The phone metadata and the timezone prefix map load once, before the API opens, so the
+    // first request does not pay for them.
+    tokio::task::spawn_blocking(|| {
+        crate::core::phone::warm_up();
+        crate::core::callee_zone::warm_up();
+    })
+    .await?;
     let recovered = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.read().and_then(|r| r.recover())).await?.context("reading the store for recovery")?
@@ -110,6 +117,7 @@ pub async fn serve(
             batch_max: config.limits.writer_batch_max,
             items_max: config.limits.batch_max,
             cancel_chunk_max: config.limits.cancel_chunk_max,
+            timezone_max_candidates: config.timezone_max_candidates,
         },
     )?;
     // Fail-stop: after a storage error the file's state is unknown; exit so that the supervisor

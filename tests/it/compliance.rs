@@ -135,3 +135,58 @@ fn bad_compliance_input_is_refused_and_changes_nothing() {
         assert!(stderr.contains("calling_hours") && stderr.contains(expected), "{stderr}");
     }
 }
+
+/// A +1 212 number given without a timezone is in New York for calling hours, whatever the rules
+/// file's zone: the hold ends at the New York opening.
+#[test]
+fn a_new_york_number_without_a_timezone_is_held_per_new_york_time() {
+    let provider = FakeProvider::start();
+    let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let opening = Timestamp::from_second(Timestamp::now().as_second() + 6).unwrap();
+    let local = opening.to_zoned(new_york.clone());
+    let end = local.checked_add(1.hour()).unwrap();
+    let end = if end.date() == local.date() { end.strftime("%H:%M:%S").to_string() } else { "24:00".to_string() };
+    let rules = format!(
+        "timezone: UTC\ndefaults: {{max_attempts: 3, retry_interval_minutes: 60}}\ncalling_hours: {{days: {ALL_DAYS}, start_time: \"{}\", end_time: \"{end}\"}}\n",
+        local.strftime("%H:%M:%S")
+    );
+    let server = Server::start(Options { provider_url: provider.url(), retry_yaml: rules, ..Options::default() });
+    let campaign = server.create_campaign(json!({"name": "new york"}));
+    let id = server.initiate(campaign, "+12125550142")["call_id"].as_str().unwrap().to_string();
+    let held = wait_until("the call to be held", Duration::from_secs(10), || {
+        let call = server.call(&id);
+        (call["held_reason"] == "outside_calling_hours").then_some(call)
+    });
+    assert_eq!((held["timezone"].as_str(), held["timezone_source"].as_str()), (Some("America/New_York"), Some("inferred")), "{held}");
+    assert_eq!(held["next_dial_at"].as_str().unwrap().parse::<Timestamp>().unwrap(), opening, "{held}");
+    provider.wait_count(1);
+    assert!(Timestamp::now() >= opening, "dialled before the New York opening");
+}
+
+/// Numbers are read with libphonenumber's rules: a `(0)` trunk prefix goes, national formats
+/// need a default region, and a refusal says which rule failed.
+#[test]
+fn phone_numbers_follow_the_numbering_plans() {
+    let server = Server::start(Options::default());
+    let campaign = server.create_campaign(json!({"name": "plans"}));
+    let call = server.initiate(campaign, "+44 (0)20 7946 0958");
+    assert_eq!(call["phone_number"], "+442079460958");
+    let refused = |phone: &str| {
+        let (status, body) = server.post("/api/v1/initiate-call/", json!({"phone_number": phone, "campaign_id": campaign}));
+        assert_eq!((status, body["error"]["details"]["field"].as_str()), (400, Some("phone_number")), "{phone}: {body}");
+        body["error"]["message"].as_str().unwrap().to_string()
+    };
+    assert!(refused("+999 12345678").contains("country calling code +999 does not exist"));
+    assert!(refused("+44 20 79").contains("too short"));
+    assert!(refused("020 7946 0959").contains("default region"));
+    assert!(refused("+1234567890").contains("too short"), "the reference system's test number needs phone_validation: shape");
+    let (status, _) = server.request("PATCH", &format!("/api/v1/campaigns/{campaign}/"), Some(&json!({"default_region": "gb"})));
+    assert_eq!(status, 200);
+    assert_eq!(server.initiate(campaign, "020 7946 0959")["phone_number"], "+442079460959");
+    let (status, body) = server.request("PATCH", &format!("/api/v1/campaigns/{campaign}/"), Some(&json!({"default_region": "XX"})));
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (400, Some("default_region")), "{body}");
+
+    let legacy = Server::start(Options { extra_yaml: "phone_validation: shape\n".into(), ..Options::default() });
+    let campaign = legacy.create_campaign(json!({"name": "legacy"}));
+    assert_eq!(legacy.initiate(campaign, "+1234567890")["phone_number"], "+1234567890");
+}

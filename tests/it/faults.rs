@@ -98,6 +98,7 @@ fn spawn(store: Arc<Store>, on_fatal: writer::FatalHook) -> (writer::WriterHandl
         batch_max: 16,
         items_max: 100,
         cancel_chunk_max: 100,
+        timezone_max_candidates: 3,
     };
     let core = Writer::new(store, Arc::new(RetryRules::permissive()), clock, events, Arc::new(Gauges::new(10)), Arc::new(LiveStats::new(0)), settings).unwrap();
     writer::spawn(core, on_fatal)

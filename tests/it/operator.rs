@@ -15,6 +15,12 @@ use serde_json::{Value, json};
 
 const INVALID_PHONE: &str = "Invalid phone number format. Must start with + and contain 8-15 digits.";
 
+/// A server that checks numbers with the reference system's rule (`phone_validation: shape`),
+/// whose reason text these import tests expect.
+fn import_server() -> Server {
+    Server::start(Options { extra_yaml: "phone_validation: shape\n".into(), ..Options::default() })
+}
+
 /// What one run of `callmgr import` did.
 #[derive(Debug)]
 struct Run {
@@ -134,7 +140,7 @@ const BIG_INVALID: u64 = 5;
 
 #[test]
 fn import_of_100000_rows_reports_each_bad_row_by_line_and_a_rerun_adds_nothing() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "import"}));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("numbers.csv");
@@ -183,7 +189,7 @@ fn import_of_100000_rows_reports_each_bad_row_by_line_and_a_rerun_adds_nothing()
 
 #[test]
 fn import_usage_errors_exit_2() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "usage"}));
     let dir = tempfile::tempdir().unwrap();
     let good = write(dir.path(), "good.csv", "phone\n+14155550101\n");
@@ -219,7 +225,7 @@ fn import_usage_errors_exit_2() {
 
 #[test]
 fn import_of_clean_headerless_and_named_column_files_exits_0() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "clean"}));
     let dir = tempfile::tempdir().unwrap();
 
@@ -253,7 +259,7 @@ fn import_of_clean_headerless_and_named_column_files_exits_0() {
 
 #[test]
 fn import_reads_semicolon_tab_and_pipe_files_and_standard_input() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "delimiters"}));
     let dir = tempfile::tempdir().unwrap();
 
@@ -290,7 +296,7 @@ fn import_reads_semicolon_tab_and_pipe_files_and_standard_input() {
 
 #[test]
 fn a_rejects_file_fixed_in_place_imports_again_as_it_is() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "fix and retry"}));
     let dir = tempfile::tempdir().unwrap();
     let file = write(
@@ -337,7 +343,7 @@ fn a_rejects_file_fixed_in_place_imports_again_as_it_is() {
 
 #[test]
 fn import_dnc_lists_numbers_globally_or_for_a_campaign() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "dnc"}));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("");
@@ -373,7 +379,7 @@ fn import_dnc_lists_numbers_globally_or_for_a_campaign() {
 
 #[test]
 fn import_region_sets_the_campaigns_default_region_only_when_it_has_none() {
-    let server = Server::start(Options::default());
+    let server = import_server();
     let campaign = server.create_campaign(json!({"name": "national numbers"}));
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "gb.csv", "phone\n+442079460958\n");
@@ -607,7 +613,7 @@ fn export(server: &Server, query: &str) -> (String, Vec<csv::StringRecord>) {
 #[test]
 fn export_streams_every_matching_call_with_the_documented_columns() {
     // 100 slots, a mock provider that never calls back: 100 calls stay PROCESSING, the rest wait.
-    let server = Server::start(Options::default());
+    let server = import_server();
     let small = server.create_campaign(json!({"name": "small"}));
     let big = server.create_campaign(json!({"name": "big"}));
     let small_ids: Vec<String> = (0..3).map(|n| server.initiate(small, &phone(n))["call_id"].as_str().unwrap().to_string()).collect();

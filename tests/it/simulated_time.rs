@@ -45,6 +45,7 @@ fn timeout_and_retry_follow_the_manual_clock() {
         batch_max: 64,
         items_max: 100,
         cancel_chunk_max: 100,
+        timezone_max_candidates: 3,
     };
     let rules = Arc::new(RetryRules::permissive());
     let core = Writer::new(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings).unwrap();

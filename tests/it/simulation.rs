@@ -199,6 +199,7 @@ impl Sim {
             batch_max: 256,
             items_max: 100,
             cancel_chunk_max: 50,
+            timezone_max_candidates: 3,
         };
         let writer = Writer::new(store.clone(), self.rules.clone(), clock.clone(), events_tx, gauges.clone(), stats.clone(), settings).unwrap();
         let (handle, commands) = writer::inbox(1 << 20);

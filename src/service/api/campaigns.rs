@@ -51,12 +51,7 @@ fn validate_cap(n: u32) -> Result<u32, ApiError> {
 }
 
 fn validate_region(region: &str) -> Result<String, ApiError> {
-    let region = region.trim().to_ascii_uppercase();
-    if region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(region)
-    } else {
-        Err(ApiError::field("default_region", format!("default_region `{region}` must be a two-letter region code such as US or GB")))
-    }
+    crate::core::phone::Region::parse(region).map(|r| r.to_string()).map_err(|problem| ApiError::field("default_region", format!("default_region: {problem}")))
 }
 
 fn validate_caller_id(state: &AppState, caller_id: &str) -> Result<String, ApiError> {

@@ -16,14 +16,16 @@ pub fn needs_region(raw: &str) -> bool {
 }
 
 /// `raw` in E.164, or the reason it was refused. `campaign_region` is the campaign's own
-/// default region, when it has one.
-pub fn parse(_state: &AppState, raw: &str, _campaign_region: Option<&str>) -> Result<String, String> {
-    phone::normalize(raw).map_err(str::to_string)
+/// default region, when it has one (it wins over the config's `default_region`).
+pub fn parse(state: &AppState, raw: &str, campaign_region: Option<&str>) -> Result<String, String> {
+    let campaign_region = campaign_region.and_then(|r| phone::Region::parse(r).ok());
+    let region = campaign_region.as_ref().or(state.config.default_region.as_ref());
+    phone::parse(raw, region, state.config.phone_validation).map_err(|e| e.to_string())
 }
 
 /// A number used to look stored data up: lenient, so numbers stored under older rules are found.
 pub fn lookup(field: &str, raw: &str) -> Result<String, ApiError> {
-    phone::normalize(raw).map_err(|m| ApiError::field(field, m))
+    phone::normalize_lenient(raw).ok_or_else(|| ApiError::field(field, format!("`{raw}` is not a phone number")))
 }
 
 /// One item of a number list: `"+1…"` or `{"phone_number": "+1…", "timezone": "…"}`.
@@ -55,5 +57,5 @@ pub fn parse_number_item(state: &AppState, item: &Value, campaign_region: Option
 
 /// The callee's timezone as the dialling gates see it.
 pub fn callee_zone(state: &AppState, given: Option<&str>, e164: &str, campaign: Option<&Campaign>) -> CalleeZone {
-    callee_zone::resolve(given, e164, campaign.and_then(|c| c.timezone.as_deref()), state.rules.default_timezone(), 3)
+    callee_zone::resolve(given, e164, campaign.and_then(|c| c.timezone.as_deref()), state.rules.default_timezone(), state.config.timezone_max_candidates)
 }

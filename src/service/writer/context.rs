@@ -9,17 +9,17 @@ use std::collections::HashMap;
 use jiff::tz::TimeZone;
 
 use super::{Outbox, Writer};
+use crate::core::callee_zone;
 use crate::core::machine::{self, Context, Event, Refusal, Transition};
 use crate::core::model::{Call, Campaign, CampaignId};
 use crate::service::events::CampaignInfo;
 use crate::service::store::{StoreError, WriteTables};
 
-/// Campaigns as last committed, and the timezones looked up so far. This thread is the only
-/// writer of campaigns, so an entry cannot go stale; entries are dropped if a commit fails.
+/// Campaigns as last committed. This thread is the only writer of campaigns, so an entry cannot
+/// go stale; entries are dropped if a commit fails.
 #[derive(Default)]
 pub struct Campaigns {
     by_id: HashMap<CampaignId, Campaign>,
-    zones: HashMap<String, Option<TimeZone>>,
 }
 
 impl Campaigns {
@@ -41,10 +41,6 @@ impl Campaigns {
     pub fn forget(&mut self) {
         self.by_id.clear();
     }
-
-    fn zone(&mut self, name: &str) -> Option<TimeZone> {
-        self.zones.entry(name.to_string()).or_insert_with(|| TimeZone::get(name).ok()).clone()
-    }
 }
 
 impl Writer {
@@ -56,11 +52,17 @@ impl Writer {
         Ok(())
     }
 
-    /// The callee's timezones: the number's own, else the campaign's, else the rules file's.
-    fn callee_zones(&mut self, call: &Call, campaign: &Campaign) -> Vec<TimeZone> {
-        let given = call.timezone.as_deref().and_then(|name| self.campaigns.zone(name));
-        let zone = given.or_else(|| campaign.timezone.as_deref().and_then(|name| self.campaigns.zone(name)));
-        vec![zone.unwrap_or_else(|| self.rules.default_timezone().clone())]
+    /// The callee's timezones: the number's own, else inferred from the number, else the
+    /// campaign's, else the rules file's.
+    fn callee_zones(&self, call: &Call, campaign: &Campaign) -> Vec<TimeZone> {
+        callee_zone::resolve(
+            call.timezone.as_deref(),
+            &call.phone_number,
+            campaign.timezone.as_deref(),
+            self.rules.default_timezone(),
+            self.settings.timezone_max_candidates,
+        )
+        .zones
     }
 
     /// Steps `call` with `event` in its resolved context. The campaign of a stored call always

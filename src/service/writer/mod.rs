@@ -211,6 +211,8 @@ pub struct WriterSettings {
     pub items_max: usize,
     /// Calls cancelled per transaction when a campaign stops or a number is listed.
     pub cancel_chunk_max: usize,
+    /// A number whose prefix lists more zones than this gets no inferred timezone.
+    pub timezone_max_candidates: usize,
 }
 
 /// Everything a batch produces, released only after its commit.

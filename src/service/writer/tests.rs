@@ -30,6 +30,7 @@ fn settings() -> WriterSettings {
         batch_max: 64,
         items_max: 3,
         cancel_chunk_max: 2,
+        timezone_max_candidates: 3,
     }
 }
 
