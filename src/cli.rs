@@ -40,6 +40,14 @@ pub enum Command {
         /// Average seconds a call holds its slot (ring + talk), for the capacity estimate.
         #[arg(long, default_value_t = 45.0)]
         avg_call_seconds: f64,
+        /// Also explain this number: the timezone it gets and why, the calling hours that apply
+        /// and whether it could be dialled now (repeat for several numbers).
+        #[arg(long)]
+        phone: Vec<String>,
+        /// The campaign whose calling hours apply to --phone (its own timezone is not known
+        /// offline; `retry-plan` asks the running service for it).
+        #[arg(long, default_value_t = 1)]
+        campaign: u64,
     },
     /// Run a stand-in telephony provider that answers dial requests and sends callbacks.
     MockProvider(MockProviderArgs),

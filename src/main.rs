@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args.config),
-        Command::CheckConfig { config, avg_call_seconds } => check_config(&config.config, avg_call_seconds),
+        Command::CheckConfig { config, avg_call_seconds, phone, campaign } => check_config(&config.config, avg_call_seconds, &phone, campaign),
         Command::MockProvider(args) => mock_provider(args),
         Command::RetryPlan(args) => retry_plan(args),
         Command::Bench(command) => bench(command),
@@ -114,7 +114,7 @@ async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
     Ok(format!("http://{address}/api/initiate-call"))
 }
 
-fn check_config(path: &std::path::Path, avg_call_seconds: f64) -> Result<(), Failure> {
+fn check_config(path: &std::path::Path, avg_call_seconds: f64, phones: &[String], campaign: u64) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     if !(avg_call_seconds.is_finite() && avg_call_seconds > 0.0) {
         return Err(Failure::usage("--avg-call-seconds must be above 0"));
@@ -126,6 +126,11 @@ fn check_config(path: &std::path::Path, avg_call_seconds: f64) -> Result<(), Fai
     }
     if config.uses_dev_token() {
         println!("warning: the development token dev-token-12345 is accepted; set your own tokens for production");
+    }
+    for raw in phones {
+        let phone = callmgr::core::phone::parse(raw, config.default_region.as_ref(), config.phone_validation)
+            .map_err(|e| Failure::usage(format!("--phone `{raw}`: {e}")))?;
+        print!("{}", callmgr::tools::retry_plan::describe_number(&phone, campaign, &rules, config.timezone_max_candidates, jiff::Timestamp::now()));
     }
     let slots = config.max_concurrent_calls as f64;
     let by_slots = slots * 86_400.0 / avg_call_seconds;
@@ -176,14 +181,18 @@ fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
 }
 
 fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
-    let (_, rules) = load(&args.config.config)?;
+    let (config, rules) = load(&args.config.config)?;
     let at: jiff::Timestamp = args.at.parse().map_err(|e| Failure::usage(format!("--at `{}` is not an RFC 3339 instant: {e}", args.at)))?;
     let outcome = callmgr::core::model::Outcome::parse(&args.status.to_ascii_uppercase())
         .ok_or_else(|| Failure::usage(format!("--status `{}` must be PICKED, DISCONNECTED, RNR or FAILED", args.status)))?;
     if args.attempt == 0 {
         return Err(Failure::usage("--attempt starts at 1"));
     }
-    let phone_number = args.phone.as_deref().map(|p| callmgr::core::phone::normalize(p).map_err(|m| Failure::usage(format!("--phone: {m}")))).transpose()?;
+    let phone_number = args
+        .phone
+        .as_deref()
+        .map(|p| callmgr::core::phone::normalize_lenient(p).ok_or_else(|| Failure::usage(format!("--phone `{p}` is not a phone number"))))
+        .transpose()?;
     let plan = callmgr::tools::retry_plan::RetryPlanArgs {
         campaign_id: args.campaign,
         at,
@@ -191,6 +200,7 @@ fn retry_plan(args: RetryPlanCliArgs) -> Result<(), Failure> {
         attempt: args.attempt,
         phone_number,
         timezone: args.timezone,
+        max_candidates: config.timezone_max_candidates,
         url: args.client.url,
         token: args.client.token,
     };
