@@ -22,8 +22,13 @@ impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
         Failure { code: 2, message: message.into() }
     }
+    /// A runtime failure: exit 1, or 3 when the service could not start (a held store, a
+    /// directory it cannot write, a port in use), which the systemd unit does not restart on.
     fn runtime(error: anyhow::Error) -> Failure {
-        Failure { code: 1, message: format!("{error:#}") }
+        match error.downcast_ref::<callmgr::service::startup::StartupError>() {
+            Some(startup) => Failure { code: callmgr::service::startup::EXIT_STARTUP, message: startup.to_string() },
+            None => Failure { code: 1, message: format!("{error:#}") },
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod events;
 pub mod http;
 pub mod scheduler;
 pub mod seed;
+pub mod startup;
 pub mod stats;
 pub mod store;
 pub mod writer;
@@ -66,9 +67,7 @@ pub async fn serve(
 
     let store = {
         let (dir, storage) = (config.data_dir.clone(), config.storage.clone());
-        tokio::task::spawn_blocking(move || Store::open(&dir, &storage))
-            .await?
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?
+        tokio::task::spawn_blocking(move || Store::open(&dir, &storage)).await?.map_err(|error| startup::explain_store_error(&config.data_dir, error))?
     };
     let store = Arc::new(store);
     // The phone metadata and the timezone prefix map load once, before the API opens, so the
@@ -94,7 +93,7 @@ pub async fn serve(
     let http_settings = http::HttpSettings::from_limits(&config.limits);
     // Each worker may hold a connection to the provider, and each export a thread and a snapshot.
     http::raise_open_file_limit(&http_settings, config.workers + config.limits.exports_max);
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|error| startup::explain_bind_error(config.listen, error))?;
     let bound = listener.local_addr()?;
     let callback_url: Arc<str> = config.callback_url(bound).into();
 

@@ -163,6 +163,11 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -19,6 +19,7 @@ mod regressions;
 mod retry;
 mod simulated_time;
 mod simulation;
+mod startup;
 mod store_format;
 mod systemd_notify;
 mod tidy;

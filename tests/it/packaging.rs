@@ -93,7 +93,7 @@ fn unit_has_the_notify_restart_and_hardening_contract() {
         ("StateDirectory", "callmgr"),
         ("ConfigurationDirectory", "callmgr"),
         ("Restart", "on-failure"),
-        ("RestartPreventExitStatus", "2"),
+        ("RestartPreventExitStatus", "2 3"),
         ("KillSignal", "SIGTERM"),
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),

@@ -24,7 +24,7 @@ pub use write::WriteTables;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage failure: {0}")]
+    #[error("{0}")]
     Redb(#[from] redb::Error),
     #[error("stored record {what} does not decode: {error}")]
     Corrupt { what: String, error: codec::CodecError },
