@@ -163,6 +163,7 @@ fn filter_from(params: &Params) -> Result<CallFilter, ApiError> {
             .map(|s| Status::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::field("status", format!("Unknown status `{s}`"))))
             .transpose()?,
         phone_number: params.text("phone_number").map(|p| phones::lookup("phone_number", p)).transpose()?,
+        ..CallFilter::default()
     })
 }
 
