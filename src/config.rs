@@ -72,6 +72,21 @@ pub struct Limits {
     pub exports_max: usize,
     /// Time an export waits for its client to take the next chunk before it is abandoned.
     pub export_stall_timeout: Duration,
+    /// Final calls deleted (and archived) per retention chunk: one writer transaction each.
+    pub purge_chunk_max: usize,
+}
+
+/// `retention:`: how long final calls are kept, and where purged ones are archived.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetentionConfig {
+    /// Final calls whose last change (`updated_at`) is older than this are purged; `None`
+    /// (the key absent) keeps them forever.
+    pub final_calls: Option<Duration>,
+    /// Each purged chunk is first written here as gzip-compressed JSON lines; `None` purges
+    /// without archiving. A relative path is resolved against the config file's folder.
+    pub archive_dir: Option<PathBuf>,
+    /// How often the retention thread wakes to look for calls to purge.
+    pub check_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,6 +143,7 @@ pub struct Config {
     pub retry_max_attempts_override: Option<u32>,
     pub storage: StorageConfig,
     pub limits: Limits,
+    pub retention: RetentionConfig,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -168,6 +184,7 @@ impl Config {
              storage.cache_size:     {} MiB\n\
              limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
              connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
+             retention:              final_calls={} archive_dir={} check_interval={} purge_chunk_max={}\n\
              log:                    level={} format={:?}\n",
             self.source.display(),
             self.listen,
@@ -208,6 +225,10 @@ impl Config {
             fmt_duration(l.write_stall_timeout),
             l.exports_max,
             fmt_duration(l.export_stall_timeout),
+            self.retention.final_calls.map(fmt_duration).unwrap_or_else(|| "(keep forever)".into()),
+            self.retention.archive_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
+            fmt_duration(self.retention.check_interval),
+            l.purge_chunk_max,
             self.log_level,
             self.log_format,
         )
@@ -280,6 +301,7 @@ struct RawConfig {
     retry_config: PathBuf,
     storage: RawStorage,
     limits: RawLimits,
+    retention: RawRetention,
     log: RawLog,
 }
 
@@ -299,6 +321,7 @@ impl Default for RawConfig {
             retry_config: "config/retry_config.yaml".into(),
             storage: RawStorage::default(),
             limits: RawLimits::default(),
+            retention: RawRetention::default(),
             log: RawLog::default(),
         }
     }
@@ -368,6 +391,7 @@ struct RawLimits {
     write_stall_timeout: DurationText,
     exports_max: usize,
     export_stall_timeout: DurationText,
+    purge_chunk_max: usize,
 }
 
 impl Default for RawLimits {
@@ -391,7 +415,22 @@ impl Default for RawLimits {
             write_stall_timeout: "60s".into(),
             exports_max: 4,
             export_stall_timeout: "30s".into(),
+            purge_chunk_max: 1_000,
         }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    final_calls: Option<DurationText>,
+    archive_dir: Option<PathBuf>,
+    check_interval: DurationText,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention { final_calls: None, archive_dir: None, check_interval: "1m".into() }
     }
 }
 
@@ -655,6 +694,7 @@ fn validate(
         write_stall_timeout: connection_timeout("limits.write_stall_timeout", &l.write_stall_timeout)?,
         exports_max: positive("limits.exports_max", l.exports_max)?,
         export_stall_timeout: connection_timeout("limits.export_stall_timeout", &l.export_stall_timeout)?,
+        purge_chunk_max: positive("limits.purge_chunk_max", l.purge_chunk_max)?,
     };
     if limits.connections_max > CONNECTIONS_MAX_LIMIT {
         return Err(key_error("limits.connections_max", format!("must be at most {CONNECTIONS_MAX_LIMIT} (each connection is an open file)")));
@@ -662,6 +702,24 @@ fn validate(
     if limits.page_size_default > limits.page_size_max {
         return Err(key_error("limits.page_size_default", "must not exceed limits.page_size_max".into()));
     }
+    let r = raw.retention;
+    let final_calls = r.final_calls.as_ref().map(|text| duration("retention.final_calls", text)).transpose()?;
+    if final_calls.is_some_and(|d| d.is_zero()) {
+        return Err(key_error("retention.final_calls", "must be above 0 (leave the key out to keep final calls forever)".into()));
+    }
+    let check_interval = duration("retention.check_interval", &r.check_interval)?;
+    if check_interval < CONNECTION_TIMEOUT_MIN {
+        return Err(key_error("retention.check_interval", format!("must be at least {}", fmt_duration(CONNECTION_TIMEOUT_MIN))));
+    }
+    let archive_dir = match r.archive_dir {
+        Some(dir) if dir.as_os_str().is_empty() => return Err(key_error("retention.archive_dir", "must not be empty (leave the key out for no archive)".into())),
+        Some(dir) if dir.is_relative() => Some(source.parent().unwrap_or(Path::new("")).join(dir)),
+        other => other,
+    };
+    if archive_dir.is_some() && final_calls.is_none() {
+        return Err(key_error("retention.archive_dir", "is set but retention.final_calls is not: nothing would ever be archived".into()));
+    }
+    let retention = RetentionConfig { final_calls, archive_dir, check_interval };
     let log_format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -697,6 +755,7 @@ fn validate(
             cache_size_bytes: positive("storage.cache_size_mb", raw.storage.cache_size_mb)? * 1024 * 1024,
         },
         limits,
+        retention,
         log_level: raw.log.level,
         log_format,
     })
@@ -812,6 +871,28 @@ mod tests {
         assert!(err.contains("MAX_CONCURRENT_CALLS"), "{err}");
         let err = load_text(MINIMAL, &[("DUPLICATE_CALL_WINDOW_MINUTES", "five")]).unwrap_err();
         assert!(err.contains("DUPLICATE_CALL_WINDOW_MINUTES"), "{err}");
+    }
+
+    #[test]
+    fn retention_keeps_forever_by_default_and_resolves_the_archive_against_the_config_folder() {
+        let config = load_text(MINIMAL, &[]).unwrap();
+        assert_eq!(config.retention, RetentionConfig { final_calls: None, archive_dir: None, check_interval: Duration::from_secs(60) });
+        assert_eq!(config.limits.purge_chunk_max, 1_000);
+        let text = format!("{MINIMAL}retention: {{final_calls: 180d, archive_dir: archive}}\nlimits: {{purge_chunk_max: 500}}\n");
+        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new()).unwrap();
+        assert_eq!(config.retention.final_calls, Some(Duration::from_secs(180 * 86_400)));
+        assert_eq!(config.retention.archive_dir, Some(PathBuf::from("/etc/callmgr/archive")));
+        assert_eq!(config.limits.purge_chunk_max, 500);
+        for (extra, expected) in [
+            ("retention: {final_calls: 180}\n", "key `retention.final_calls`: `180` has no unit"),
+            ("retention: {final_calls: 0s}\n", "key `retention.final_calls`: must be above 0"),
+            ("retention: {archive_dir: /a}\n", "key `retention.archive_dir`: is set but retention.final_calls is not"),
+            ("retention: {keep: 1d}\n", "key `retention.keep`: unknown field"),
+            ("limits: {purge_chunk_max: 0}\n", "key `limits.purge_chunk_max`: must be at least 1"),
+        ] {
+            let err = load_text(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
+            assert!(err.contains(expected), "for {extra:?} expected {expected:?} in {err}");
+        }
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub struct Recovered {
 }
 
 pub struct Reader {
-    txn: ReadTransaction,
+    pub(super) txn: ReadTransaction,
 }
 
 impl Reader {
