@@ -270,7 +270,7 @@ fn render_queue(frame: &mut Frame, area: Rect, m: &api::Metrics) {
         let mut third = number(&format!("retention {} purged", r.final_calls), thousands(r.purged_total), Color::Cyan);
         third.push(Span::raw(if r.running { "purging" } else { "idle" }.to_string()));
         if let Some(at) = &r.last_run_at {
-            third.push(Span::raw(format!(" · last run {} ({})", clock_of(at), thousands(r.last_run_purged))));
+            third.push(Span::raw(format!(" · last {} ({})", clock_of(at), thousands(r.last_run_purged))));
         }
         if let Some(error) = &r.last_error {
             third.push(Span::styled(format!(" · {error}"), Style::new().fg(Color::Red)));
@@ -536,7 +536,7 @@ mod tests {
         });
         let screen = draw(&connected_model(&metrics.to_string()), 120, 40);
         let (queue_row, queue_col) = expect_at(&screen, " Queue ");
-        let (row, col) = expect_at(&screen, "retention 180days purged 12,345  purging · last run 23:20:13Z (5,000)");
+        let (row, col) = expect_at(&screen, "retention 180days purged 12,345  purging · last 23:20:13Z (5,000)");
         assert_eq!(row, queue_row + 3, "the third line of the Queue panel");
         assert!(col > queue_col);
     }
