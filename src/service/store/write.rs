@@ -475,4 +475,39 @@ mod tests {
         let problems = store.read().unwrap().check_indexes().unwrap();
         assert_eq!(problems, vec!["ready_queue: unexpected (7, 99, 1)".to_string()]);
     }
+
+    #[test]
+    fn check_indexes_finds_a_record_whose_index_entry_is_missing_and_a_wrong_count() {
+        let store = memory_store();
+        let call = Call {
+            call_id: CallId(42),
+            campaign_id: 1,
+            phone_number: "+15550000001".into(),
+            timezone: None,
+            state: CallState::Picked,
+            attempt_count: 1,
+            max_attempts: 3,
+            created_at: 0,
+            updated_at: 5,
+            total_call_time: 0,
+            error_message: None,
+            attempts: vec![],
+        };
+        let txn = store.begin_write().unwrap();
+        {
+            let mut t = WriteTables::open(&txn).unwrap();
+            t.put_call(None, &call).unwrap();
+            t.by_phone.remove(("+15550000001", 42u128)).unwrap();
+            t.counts.insert((1, Status::Picked.code()), 2).unwrap();
+        }
+        txn.commit().unwrap();
+        let problems = store.read().unwrap().check_indexes().unwrap();
+        assert_eq!(
+            problems,
+            vec![
+                "calls_by_phone: missing ((\"+15550000001\", 42), ())".to_string(),
+                "call_counts: (1, 4) is 2, the records say 1".to_string(),
+            ]
+        );
+    }
 }
