@@ -285,6 +285,7 @@ pub struct RetentionMetrics {
 /// `POST admin/backup/`: where to write the backup; relative paths are inside the service's
 /// `data_dir`. Absent: `{data_dir}/backups/callmgr-{timestamp}.redb`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out: Option<String>,

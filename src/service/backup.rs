@@ -168,12 +168,16 @@ pub struct RestoreReport {
 /// while a service holds the store, or when the file is not a whole, consistent store.
 pub fn restore(file: &Path, data_dir: &Path, now: Millis) -> Result<RestoreReport, BackupError> {
     let current = copy::store_file(data_dir);
-    // Holding the current store exclusively until the swap keeps a service from starting on it.
-    let held = if current.exists() { Some(copy::open_exclusive(&current)?) } else { None };
+    // Refuse at once while a service runs; this look changes nothing in the file.
+    if current.exists() {
+        copy::refuse_if_in_use(&current)?;
+    }
     if !file.is_file() {
         return Err(StoreError::Missing { path: file.to_path_buf() }.into());
     }
     let found = copy::verify(file)?;
+    // Holding the current store exclusively until the swap keeps a service from starting on it.
+    let held = if current.exists() { Some(copy::open_exclusive(&current)?) } else { None };
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let partial = data_dir.join(format!("{}.partial", super::store::STORE_FILE_NAME));
     let result = (|| {

@@ -10,6 +10,7 @@ mod dialing;
 mod disk;
 mod faults;
 mod hardening;
+mod lifecycle;
 mod mock_provider;
 mod operator;
 mod packaging;

@@ -158,6 +158,16 @@ pub fn open_exclusive(path: &Path) -> Result<Database, StoreError> {
     })
 }
 
+/// Refuses when another process holds the store file, without changing the file (a read-only
+/// open, which redb's lock refuses while a service has the file open for writing).
+pub fn refuse_if_in_use(path: &Path) -> Result<(), StoreError> {
+    match Database::builder().set_cache_size(COPY_CACHE_BYTES).open_read_only(path) {
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::InUse { path: path.to_path_buf() }),
+        // Anything else (a file that needs repair after a crash) is for the exclusive open to handle.
+        _ => Ok(()),
+    }
+}
+
 /// A snapshot of a store opened with `open_exclusive`.
 pub fn read_exclusive(db: &Database) -> Result<Reader, StoreError> {
     Ok(Reader::new(db.begin_read()?))
