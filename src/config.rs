@@ -712,7 +712,9 @@ fn validate(
         return Err(key_error("retention.check_interval", format!("must be at least {}", fmt_duration(CONNECTION_TIMEOUT_MIN))));
     }
     let archive_dir = match r.archive_dir {
-        Some(dir) if dir.as_os_str().is_empty() => return Err(key_error("retention.archive_dir", "must not be empty (leave the key out for no archive)".into())),
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(key_error("retention.archive_dir", "must not be empty (leave the key out for no archive)".into()));
+        }
         Some(dir) if dir.is_relative() => Some(source.parent().unwrap_or(Path::new("")).join(dir)),
         other => other,
     };

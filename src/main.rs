@@ -264,8 +264,8 @@ fn backup(args: BackupCliArgs) -> Result<(), Failure> {
 
 /// `callmgr restore FILE --data-dir DIR`: verify, print what the file holds, put it in place.
 fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> Result<(), Failure> {
-    let report = callmgr::service::backup::restore(file, data_dir, now_ms())
-        .map_err(|e| Failure::runtime(anyhow::anyhow!("restore refused, nothing changed: {e}")))?;
+    let report =
+        callmgr::service::backup::restore(file, data_dir, now_ms()).map_err(|e| Failure::runtime(anyhow::anyhow!("restore refused, nothing changed: {e}")))?;
     let found = &report.found;
     let by_status: Vec<String> = found.calls_by_status.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{}={n}", s.as_str())).collect();
     println!(

@@ -29,7 +29,7 @@ use crate::protocol::api;
 use crate::service::api::views::call_view;
 use crate::service::archive;
 use crate::service::store::{Store, StoreError};
-use crate::service::writer::{CommandError, Command, PurgeChunk, WriterHandle};
+use crate::service::writer::{Command, CommandError, PurgeChunk, WriterHandle};
 
 /// After each chunk the thread rests this many times as long as the writer took to commit it,
 /// so purging takes at most about a fifth of the writer's time however large the backlog.

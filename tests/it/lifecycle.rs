@@ -75,7 +75,8 @@ fn seeded_server(extra: &str, calls: u64, days: u32) -> Server {
     let mut server = Server::start(Options { extra_yaml: extra.into(), ..Options::default() });
     assert_eq!(server.terminate(), Some(0));
     let data = data_dir(&server);
-    let seeded = callmgr(&["bench", "seed", "--data-dir", data.to_str().unwrap(), "--calls", &calls.to_string(), "--shape", "finished", "--days", &days.to_string()]);
+    let seeded =
+        callmgr(&["bench", "seed", "--data-dir", data.to_str().unwrap(), "--calls", &calls.to_string(), "--shape", "finished", "--days", &days.to_string()]);
     assert!(seeded.status.success(), "{}", text(&seeded));
     server
 }
@@ -264,7 +265,8 @@ fn restore_and_compact_refuse_a_running_store_and_restore_refuses_bad_files_chan
     let restored = callmgr(&["restore", file.to_str().unwrap(), "--data-dir", data_arg]);
     assert!(restored.status.success(), "{}", text(&restored));
     assert!(text(&restored).contains("50 calls (INITIATED=50)"), "{}", text(&restored));
-    let kept: Vec<PathBuf> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("callmgr.redb.replaced-")).collect();
+    let kept: Vec<PathBuf> =
+        std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("callmgr.redb.replaced-")).collect();
     assert_eq!(kept.len(), 1, "the replaced store is kept");
     assert_eq!(stored_ids(&data).len(), 50);
     assert_eq!(stored_ids_of_file(&kept[0]), 51, "the kept store is the one that was replaced");
@@ -335,7 +337,8 @@ fn export_by_updated_at_range_and_one_row_per_attempt() {
     let second_rows: Vec<&Vec<String>> = table.iter().filter(|r| r[0] == second_id).collect();
     assert_eq!(second_rows.len(), 1, "a call dialled once (or never) has one row");
 
-    for (query, field) in [("?since=yesterday", "since"), ("?until=2026-13-01T00:00:00Z", "until"), ("?attempts=yes", "attempts"), ("?campaign=1", "campaign")] {
+    for (query, field) in [("?since=yesterday", "since"), ("?until=2026-13-01T00:00:00Z", "until"), ("?attempts=yes", "attempts"), ("?campaign=1", "campaign")]
+    {
         let (status, body) = export(&server, query);
         assert_eq!(status, 400, "{query}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();

@@ -335,7 +335,8 @@ pub async fn export(State(state): State<AppState>, params: Params) -> Result<Res
             let Some(c) = matched else { return true };
             let record = export_record(&c);
             if with_attempts {
-                let attempts: Vec<Option<&crate::core::model::Attempt>> = if c.attempts.is_empty() { vec![None] } else { c.attempts.iter().map(Some).collect() };
+                let attempts: Vec<Option<&crate::core::model::Attempt>> =
+                    if c.attempts.is_empty() { vec![None] } else { c.attempts.iter().map(Some).collect() };
                 for attempt in attempts {
                     let _ = out.write_record(record.iter().chain(attempt_record(attempt).iter()));
                 }

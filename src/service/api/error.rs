@@ -91,9 +91,7 @@ impl ApiError {
             | ApiError::Conflict(message)
             | ApiError::PayloadTooLarge(message)
             | ApiError::Unavailable(message)
-            | ApiError::InsufficientStorage(message) => {
-                (message.clone(), json!({}))
-            }
+            | ApiError::InsufficientStorage(message) => (message.clone(), json!({})),
             ApiError::MethodNotAllowed => ("Method not allowed on this path.".into(), json!({})),
             ApiError::Duplicate { message, call_id, .. } => (message.clone(), json!({"call_id": call_id.to_string()})),
             ApiError::DoNotCall { phone_number } => (format!("Number {phone_number} is on the do-not-call list"), json!({"phone_number": phone_number})),

@@ -202,7 +202,12 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
         metric("callmgr_retention_running", "gauge", "1 while retention is purging.", &plain(retention.running as u64));
         metric("callmgr_retention_last_run_purged", "gauge", "Calls purged by the last retention run that purged any.", &plain(retention.last_run_purged));
         let last_run = state.retention.runs().last_run_at.map(|ms| (ms as f64 / 1000.0).to_string()).unwrap_or_else(|| "0".into());
-        metric("callmgr_retention_last_run_timestamp_seconds", "gauge", "When the last retention run that purged any calls ended (0: never).", &[(String::new(), last_run)]);
+        metric(
+            "callmgr_retention_last_run_timestamp_seconds",
+            "gauge",
+            "When the last retention run that purged any calls ended (0: never).",
+            &[(String::new(), last_run)],
+        );
         metric("callmgr_retention_archive_files", "gauge", "Retention archive files written over the store's life.", &plain(retention.archive_files));
     }
     metric("callmgr_dead_letters", "gauge", "Dead letters stored.", &plain(snap.dead_letters));

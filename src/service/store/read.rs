@@ -499,7 +499,9 @@ impl Reader {
             {
                 report(missing("held_calls", key, seq));
             }
-            for (name, table, entry) in [("callback_deadlines", &deadlines, e.deadline), ("retry_due", &retry_due, e.retry_due), ("final_calls", &finals, e.finals)] {
+            for (name, table, entry) in
+                [("callback_deadlines", &deadlines, e.deadline), ("retry_due", &retry_due, e.retry_due), ("final_calls", &finals, e.finals)]
+            {
                 if let Some((key, campaign)) = entry
                     && table.get(key)?.map(|v| v.value()) != Some(campaign)
                 {

@@ -504,10 +504,7 @@ mod tests {
         let problems = store.read().unwrap().check_indexes().unwrap();
         assert_eq!(
             problems,
-            vec![
-                "calls_by_phone: missing ((\"+15550000001\", 42), ())".to_string(),
-                "call_counts: (1, 4) is 2, the records say 1".to_string(),
-            ]
+            vec!["calls_by_phone: missing ((\"+15550000001\", 42), ())".to_string(), "call_counts: (1, 4) is 2, the records say 1".to_string(),]
         );
     }
 }
