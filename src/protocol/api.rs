@@ -263,7 +263,7 @@ pub struct Metrics {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct RetentionMetrics {
-    /// Final calls older than this (by `updated_at`) are purged, e.g. `180days`.
+    /// Final calls older than this (by `updated_at`) are purged, e.g. `180d`.
     pub final_calls: String,
     /// Where purged chunks are archived first; absent: purged without an archive.
     pub archive_dir: Option<String>,

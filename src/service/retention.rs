@@ -206,8 +206,8 @@ impl Retention {
             let mut campaigns: HashMap<CampaignId, Option<Campaign>> = HashMap::new();
             if self.settings.archive_dir.is_some() {
                 for call in &calls {
-                    if !campaigns.contains_key(&call.campaign_id) {
-                        campaigns.insert(call.campaign_id, reader.campaign(call.campaign_id).map_err(ChunkError::store)?);
+                    if let std::collections::hash_map::Entry::Vacant(entry) = campaigns.entry(call.campaign_id) {
+                        entry.insert(reader.campaign(call.campaign_id).map_err(ChunkError::store)?);
                     }
                 }
             }

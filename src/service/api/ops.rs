@@ -69,6 +69,16 @@ impl Snapshot {
     }
 }
 
+/// A retention period as operators write it: `180d` rather than `5months 28days 6h`.
+fn retention_text(period: std::time::Duration) -> String {
+    const DAY_SECONDS: u64 = 86_400;
+    if period.subsec_nanos() == 0 && period.as_secs().is_multiple_of(DAY_SECONDS) {
+        format!("{}d", period.as_secs() / DAY_SECONDS)
+    } else {
+        crate::config::fmt_duration(period)
+    }
+}
+
 fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::RetentionMetrics> {
     let status = &state.retention;
     if !status.enabled.load(Ordering::Relaxed) {
@@ -77,7 +87,7 @@ fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::Retention
     let runs = status.runs();
     let config = &state.config.retention;
     Some(api::RetentionMetrics {
-        final_calls: config.final_calls.map(crate::config::fmt_duration).unwrap_or_default(),
+        final_calls: config.final_calls.map(retention_text).unwrap_or_default(),
         archive_dir: config.archive_dir.as_ref().map(|d| d.display().to_string()),
         purged_total: snap.purged_total(),
         running: status.running.load(Ordering::Relaxed),

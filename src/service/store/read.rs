@@ -547,7 +547,8 @@ impl Reader {
             }
         }
         type Pick = fn(&Entries) -> Option<((i64, u128), u64)>;
-        let timed: [(&str, &redb::ReadOnlyTable<(i64, u128), u64>, Pick); 3] =
+        type TimedIndex = redb::ReadOnlyTable<(i64, u128), u64>;
+        let timed: [(&str, &TimedIndex, Pick); 3] =
             [("callback_deadlines", &deadlines, |e| e.deadline), ("retry_due", &retry_due, |e| e.retry_due), ("final_calls", &finals, |e| e.finals)];
         for (name, table, pick) in timed {
             for item in table.iter()? {

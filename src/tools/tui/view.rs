@@ -531,12 +531,12 @@ mod tests {
         assert!(!screen.iter().any(|line| line.contains("retention")), "no retention line without retention");
         let mut metrics: serde_json::Value = serde_json::from_str(METRICS).unwrap();
         metrics["retention"] = serde_json::json!({
-            "final_calls": "180days", "purged_total": 12345, "running": true,
+            "final_calls": "180d", "purged_total": 12345, "running": true,
             "last_run_at": "2026-11-21T23:20:13.075Z", "last_run_purged": 5000, "archive_files": 13
         });
         let screen = draw(&connected_model(&metrics.to_string()), 120, 40);
         let (queue_row, queue_col) = expect_at(&screen, " Queue ");
-        let (row, col) = expect_at(&screen, "retention 180days purged 12,345  purging · last 23:20:13Z (5,000)");
+        let (row, col) = expect_at(&screen, "retention 180d purged 12,345  purging · last 23:20:13Z (5,000)");
         assert_eq!(row, queue_row + 3, "the third line of the Queue panel");
         assert!(col > queue_col);
     }
