@@ -48,6 +48,13 @@ fn stored_ids(data_dir: &Path) -> BTreeSet<String> {
     ids
 }
 
+/// Calls purged over a stopped store's life (the cutoff moves on while a service runs, so the
+/// exact figure is read once it is stopped).
+fn purged_in(data_dir: &Path) -> u64 {
+    let store = Store::open(data_dir, &storage()).unwrap();
+    store.read().unwrap().purged_counts(0).unwrap().iter().map(|(_, n)| n).sum()
+}
+
 fn assert_indexes_agree(data_dir: &Path) {
     let store = Store::open(data_dir, &storage()).unwrap();
     let problems = store.read().unwrap().check_indexes().unwrap();
@@ -100,23 +107,25 @@ fn retention_purges_old_final_calls_into_the_archive_and_keeps_lifetime_counts()
         (r["purged_total"].as_u64()? >= 900 && r["running"] == false && r["last_run_at"].is_string()).then(|| r["purged_total"].as_u64().unwrap())
     });
     let metrics = server.metrics();
-    assert_eq!(metrics["purged"], purged);
+    // A call may cross the moving cutoff between two reads: counts only grow.
+    assert!(metrics["purged"].as_u64().unwrap() >= purged, "{metrics}");
     let lifetime: u64 = metrics["calls_by_status"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(lifetime, 2_000, "calls_by_status counts purged calls too: {metrics}");
     let campaign = server.get("/api/v1/campaigns/1/");
     assert_eq!(campaign["stats"]["total_calls"], 2_000);
-    assert_eq!(campaign["stats"]["purged"], purged);
+    assert!(campaign["stats"]["purged"].as_u64().unwrap() >= purged, "{campaign}");
     let archive_files = metrics["retention"]["archive_files"].as_u64().unwrap();
     // Prometheus reports it too.
     let (status, prometheus) = server.raw("GET", "/metrics", None, Some(("X-Auth-Token", TOKEN.to_string())));
     assert_eq!(status, 200);
     assert!(prometheus.contains("callmgr_calls_purged_total{status=\"PICKED\"}"), "{prometheus}");
     assert_eq!(server.terminate(), Some(0));
+    let purged = purged_in(&data_dir(&server));
 
     let (archived, seqs) = archived_ids(&archive_dir);
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "one file per committed chunk, numbered from 1");
-    assert_eq!(seqs.len() as u64, purged.div_ceil(100), "chunks of limits.purge_chunk_max");
-    assert_eq!(archive_files, seqs.len() as u64, "metrics count the archive files");
+    assert!(seqs.len() as u64 >= purged.div_ceil(100) && seqs.len() as u64 <= purged.div_ceil(100) + 2, "chunks of limits.purge_chunk_max");
+    assert!(archive_files <= seqs.len() as u64 && seqs.len() as u64 <= archive_files + 1, "metrics count the archive files");
     assert!(archived.values().all(|n| *n == 1), "nothing archived twice");
     assert_eq!(archived.len() as u64, purged, "every purged call is in the archive");
     let remaining = stored_ids(&data_dir(&server));
@@ -148,8 +157,8 @@ fn sigkill_in_the_middle_of_a_large_purge_loses_nothing_and_archives_nothing_twi
     let metrics = server.metrics();
     let lifetime: u64 = metrics["calls_by_status"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(lifetime, 40_000);
-    let purged = metrics["purged"].as_u64().unwrap();
     assert_eq!(server.terminate(), Some(0));
+    let purged = purged_in(&data_dir(&server));
 
     let (archived, _) = archived_ids(&archive_dir);
     let twice: Vec<&String> = archived.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
