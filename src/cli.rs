@@ -70,6 +70,56 @@ pub enum Command {
     /// already present; 1: some rows rejected; 2: usage error (missing file, unknown campaign,
     /// service unreachable, bad token).
     Import(ImportCliArgs),
+    /// A consistent backup of the store while the service runs: asks the service (POST
+    /// /api/v1/admin/backup/), which writes the file on its own disk. With --data-dir, copies a
+    /// stopped store directly (refused while a service holds it). Exit 0: written; 1: refused
+    /// or failed (nothing is left behind); 2: usage.
+    Backup(BackupCliArgs),
+    /// Put a backup in place as a stopped service's store. The file is checked first (it opens,
+    /// its schema is not newer than this build, every record decodes, every index agrees with
+    /// the records) and what it holds is printed; only then is it copied in, and the store it
+    /// replaces is kept as callmgr.redb.replaced-TIMESTAMP. Exit 0: restored; 1: refused (a
+    /// service holds the store, or the file is not a whole, consistent store): nothing
+    /// changed; 2: usage.
+    Restore(RestoreCliArgs),
+    /// Return the space that purged calls freed to the file system (redb compaction) in a
+    /// stopped service's store; prints the size before and after. Refused while a service
+    /// holds the store.
+    Compact(CompactCliArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupCliArgs {
+    /// Where to write the backup. Through the service: a path on the service's machine
+    /// (relative paths are inside its data_dir; default {data_dir}/backups/callmgr-TIMESTAMP.redb).
+    /// With --data-dir: a path here (required).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Copy the stopped store in this data directory directly instead of asking a service.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base URL of the running callmgr.
+    #[arg(long, env = "CALLMGR_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// API token (X-Auth-Token) with the admin role.
+    #[arg(long, env = "X_AUTH_TOKEN", default_value = "dev-token-12345", hide_default_value = true)]
+    pub token: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreCliArgs {
+    /// The backup file to put in place.
+    pub file: PathBuf,
+    /// The stopped service's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompactCliArgs {
+    /// The stopped service's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -76,6 +76,21 @@ pub struct Limits {
     pub export_stall_timeout: Duration,
     /// Below this much free space on the data disk, new work is refused (0: no guard).
     pub disk_free_min_mb: u64,
+    /// Final calls deleted (and archived) per retention chunk: one writer transaction each.
+    pub purge_chunk_max: usize,
+}
+
+/// `retention:`: how long final calls are kept, and where purged ones are archived.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetentionConfig {
+    /// Final calls whose last change (`updated_at`) is older than this are purged; `None`
+    /// (the key absent) keeps them forever.
+    pub final_calls: Option<Duration>,
+    /// Each purged chunk is first written here as gzip-compressed JSON lines; `None` purges
+    /// without archiving. A relative path is resolved against the config file's folder.
+    pub archive_dir: Option<PathBuf>,
+    /// How often the retention thread wakes to look for calls to purge.
+    pub check_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -132,6 +147,7 @@ pub struct Config {
     pub retry_max_attempts_override: Option<u32>,
     pub storage: StorageConfig,
     pub limits: Limits,
+    pub retention: RetentionConfig,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Region in which numbers written without `+` are read; `None`: such numbers are refused
@@ -180,6 +196,7 @@ impl Config {
              limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
              connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
              disk:                   disk_free_min_mb={}\n\
+             retention:              final_calls={} archive_dir={} check_interval={} purge_chunk_max={}\n\
              log:                    level={} format={:?}\n\
              default_region:         {}\n\
              phone_validation:       {}\n\
@@ -224,6 +241,10 @@ impl Config {
             l.exports_max,
             fmt_duration(l.export_stall_timeout),
             l.disk_free_min_mb,
+            self.retention.final_calls.map(fmt_duration).unwrap_or_else(|| "(keep forever)".into()),
+            self.retention.archive_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
+            fmt_duration(self.retention.check_interval),
+            l.purge_chunk_max,
             self.log_level,
             self.log_format,
             match &self.default_region {
@@ -302,6 +323,7 @@ struct RawConfig {
     retry_config: PathBuf,
     storage: RawStorage,
     limits: RawLimits,
+    retention: RawRetention,
     log: RawLog,
     default_region: Option<String>,
     phone_validation: String,
@@ -324,6 +346,7 @@ impl Default for RawConfig {
             retry_config: "config/retry_config.yaml".into(),
             storage: RawStorage::default(),
             limits: RawLimits::default(),
+            retention: RawRetention::default(),
             log: RawLog::default(),
             default_region: None,
             phone_validation: PhoneValidation::default().as_str().into(),
@@ -397,6 +420,7 @@ struct RawLimits {
     exports_max: usize,
     export_stall_timeout: DurationText,
     disk_free_min_mb: u64,
+    purge_chunk_max: usize,
 }
 
 impl Default for RawLimits {
@@ -421,7 +445,22 @@ impl Default for RawLimits {
             exports_max: 4,
             export_stall_timeout: "30s".into(),
             disk_free_min_mb: 256,
+            purge_chunk_max: 1_000,
         }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    final_calls: Option<DurationText>,
+    archive_dir: Option<PathBuf>,
+    check_interval: DurationText,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention { final_calls: None, archive_dir: None, check_interval: "1m".into() }
     }
 }
 
@@ -698,6 +737,7 @@ fn validate(
         exports_max: positive("limits.exports_max", l.exports_max)?,
         export_stall_timeout: connection_timeout("limits.export_stall_timeout", &l.export_stall_timeout)?,
         disk_free_min_mb: l.disk_free_min_mb,
+        purge_chunk_max: positive("limits.purge_chunk_max", l.purge_chunk_max)?,
     };
     if limits.connections_max > CONNECTIONS_MAX_LIMIT {
         return Err(key_error("limits.connections_max", format!("must be at most {CONNECTIONS_MAX_LIMIT} (each connection is an open file)")));
@@ -705,6 +745,26 @@ fn validate(
     if limits.page_size_default > limits.page_size_max {
         return Err(key_error("limits.page_size_default", "must not exceed limits.page_size_max".into()));
     }
+    let r = raw.retention;
+    let final_calls = r.final_calls.as_ref().map(|text| duration("retention.final_calls", text)).transpose()?;
+    if final_calls.is_some_and(|d| d.is_zero()) {
+        return Err(key_error("retention.final_calls", "must be above 0 (leave the key out to keep final calls forever)".into()));
+    }
+    let check_interval = duration("retention.check_interval", &r.check_interval)?;
+    if check_interval < CONNECTION_TIMEOUT_MIN {
+        return Err(key_error("retention.check_interval", format!("must be at least {}", fmt_duration(CONNECTION_TIMEOUT_MIN))));
+    }
+    let archive_dir = match r.archive_dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(key_error("retention.archive_dir", "must not be empty (leave the key out for no archive)".into()));
+        }
+        Some(dir) if dir.is_relative() => Some(source.parent().unwrap_or(Path::new("")).join(dir)),
+        other => other,
+    };
+    if archive_dir.is_some() && final_calls.is_none() {
+        return Err(key_error("retention.archive_dir", "is set but retention.final_calls is not: nothing would ever be archived".into()));
+    }
+    let retention = RetentionConfig { final_calls, archive_dir, check_interval };
     let log_format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -746,6 +806,7 @@ fn validate(
             cache_size_bytes: positive("storage.cache_size_mb", raw.storage.cache_size_mb)? * 1024 * 1024,
         },
         limits,
+        retention,
         log_level: raw.log.level,
         log_format,
         default_region,
@@ -888,6 +949,28 @@ mod tests {
         assert_eq!(config.phone_validation, PhoneValidation::Shape);
         let err = load_text(MINIMAL, &[("CALLMGR_DEFAULT_REGION", "XX")]).unwrap_err();
         assert!(err.contains("default_region (from environment CALLMGR_DEFAULT_REGION)"), "{err}");
+    }
+
+    #[test]
+    fn retention_keeps_forever_by_default_and_resolves_the_archive_against_the_config_folder() {
+        let config = load_text(MINIMAL, &[]).unwrap();
+        assert_eq!(config.retention, RetentionConfig { final_calls: None, archive_dir: None, check_interval: Duration::from_secs(60) });
+        assert_eq!(config.limits.purge_chunk_max, 1_000);
+        let text = format!("{MINIMAL}retention: {{final_calls: 180d, archive_dir: archive}}\nlimits: {{purge_chunk_max: 500}}\n");
+        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new()).unwrap();
+        assert_eq!(config.retention.final_calls, Some(Duration::from_secs(180 * 86_400)));
+        assert_eq!(config.retention.archive_dir, Some(PathBuf::from("/etc/callmgr/archive")));
+        assert_eq!(config.limits.purge_chunk_max, 500);
+        for (extra, expected) in [
+            ("retention: {final_calls: 180}\n", "key `retention.final_calls`: `180` has no unit"),
+            ("retention: {final_calls: 0s}\n", "key `retention.final_calls`: must be above 0"),
+            ("retention: {archive_dir: /a}\n", "key `retention.archive_dir`: is set but retention.final_calls is not"),
+            ("retention: {keep: 1d}\n", "key `retention.keep`: unknown field"),
+            ("limits: {purge_chunk_max: 0}\n", "key `limits.purge_chunk_max`: must be at least 1"),
+        ] {
+            let err = load_text(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
+            assert!(err.contains(expected), "for {extra:?} expected {expected:?} in {err}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use callmgr::cli::{BenchCommand, Cli, Command, ImportCliArgs, MockProviderArgs, RetryPlanCliArgs};
+use callmgr::cli::{BackupCliArgs, BenchCommand, Cli, Command, ImportCliArgs, MockProviderArgs, RetryPlanCliArgs};
 use callmgr::config::{self, Config, LogFormat};
 use callmgr::core::clock::SystemClock;
 use callmgr::core::retry::RetryRules;
@@ -45,6 +45,9 @@ fn main() -> ExitCode {
                 .map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
         }
         Command::Import(args) => import(args),
+        Command::Backup(args) => backup(args),
+        Command::Restore(args) => restore(&args.file, &args.data_dir),
+        Command::Compact(args) => compact(&args.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,12 +82,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn termination() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (inside the
+/// runtime, before anything starts), not when the future is first polled: a SIGTERM that
+/// arrives while the service is still starting must drain it, not kill it.
+fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 
@@ -94,11 +103,12 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let clock = Arc::new(SystemClock);
     runtime()?
         .block_on(async move {
+            let shutdown = termination();
             let provider_url = match &config.provider.target {
                 config::ProviderTarget::Url(url) => url.clone(),
                 config::ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
             };
-            callmgr::service::serve(config, rules, clock, provider_url, termination()).await
+            callmgr::service::serve(config, rules, clock, provider_url, shutdown).await
         })
         .map_err(Failure::runtime)
 }
@@ -177,11 +187,12 @@ fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
         callback_url: args.callback_url,
     };
     runtime()?.block_on(async move {
+        let shutdown = termination();
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Failure::runtime(anyhow::anyhow!("listening on {}: {e}", args.listen)))?;
         let address = listener.local_addr().map_err(|e| Failure::runtime(e.into()))?;
         tracing::info!(seed = settings.seed, protocol = settings.protocol.name(), delay = %delay_text, mix = %args.mix, "mock provider listening on http://{address}");
         let mock = MockProvider::start(settings);
-        axum::serve(listener, mock.router()).with_graceful_shutdown(termination()).await.map_err(|e| Failure::runtime(e.into()))
+        axum::serve(listener, mock.router()).with_graceful_shutdown(shutdown).await.map_err(|e| Failure::runtime(e.into()))
     })
 }
 
@@ -236,6 +247,81 @@ fn import(args: ImportCliArgs) -> Result<(), Failure> {
         token: args.client.token,
     };
     callmgr::tools::import::run(args).map(drop).map_err(|e| Failure { code: e.exit_code(), message: e.to_string() })
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// `callmgr backup`: through the service, or directly from a stopped store with --data-dir.
+fn backup(args: BackupCliArgs) -> Result<(), Failure> {
+    use callmgr::service::backup;
+    let report = match &args.data_dir {
+        Some(data_dir) => {
+            let out = args.out.as_deref().ok_or_else(|| Failure::usage("--out FILE is required with --data-dir"))?;
+            let report = backup::offline(data_dir, out, now_ms()).map_err(|e| Failure::runtime(e.into()))?;
+            callmgr::protocol::api::Backup {
+                path: report.path.display().to_string(),
+                size_bytes: report.size_bytes,
+                calls: report.calls,
+                campaigns: report.campaigns,
+                entries: report.entries,
+                snapshot_at: callmgr::core::model::rfc3339(report.snapshot_at),
+                duration_ms: report.duration_ms,
+            }
+        }
+        None => {
+            // A backup of a large store takes minutes; the client waits for it.
+            let options = callmgr::tools::client::ClientOptions { request_timeout: std::time::Duration::from_secs(24 * 3600), ..Default::default() };
+            let client = callmgr::tools::client::ApiClient::with_options(&args.url, &args.token, &options);
+            let request = callmgr::protocol::api::BackupRequest { out: args.out.as_ref().map(|p| p.display().to_string()) };
+            client.backup(&request).map_err(|e| Failure::runtime(e.into()))?
+        }
+    };
+    println!(
+        "backup written: {} ({} bytes, {} calls, {} campaigns, {} entries; snapshot at {}; {} ms)",
+        report.path, report.size_bytes, report.calls, report.campaigns, report.entries, report.snapshot_at, report.duration_ms
+    );
+    Ok(())
+}
+
+/// `callmgr restore FILE --data-dir DIR`: verify, print what the file holds, put it in place.
+fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> Result<(), Failure> {
+    let report =
+        callmgr::service::backup::restore(file, data_dir, now_ms()).map_err(|e| Failure::runtime(anyhow::anyhow!("restore refused, nothing changed: {e}")))?;
+    let found = &report.found;
+    let by_status: Vec<String> = found.calls_by_status.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{}={n}", s.as_str())).collect();
+    println!(
+        "checked {}: schema {}, {} campaigns, {} numbers, {} calls ({}), {} purged earlier, {} dead letters, {} do-not-call entries, {} entries; every record decodes and every index agrees",
+        file.display(),
+        found.schema_version,
+        found.campaigns,
+        found.numbers,
+        found.calls,
+        if by_status.is_empty() { "none".to_string() } else { by_status.join(" ") },
+        found.purged_calls,
+        found.dead_letters,
+        found.dnc_entries,
+        found.entries
+    );
+    match &report.replaced {
+        Some(replaced) => println!("restored to {}; the store it replaced is kept as {}", report.installed.display(), replaced.display()),
+        None => println!("restored to {} (there was no store before)", report.installed.display()),
+    }
+    Ok(())
+}
+
+/// `callmgr compact --data-dir DIR`.
+fn compact(data_dir: &std::path::Path) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let (before, after) = callmgr::service::backup::compact(data_dir).map_err(|e| Failure::runtime(e.into()))?;
+    println!(
+        "compacted {}: {before} bytes before, {after} bytes after ({} bytes returned) in {:.1} s",
+        callmgr::service::store::copy::store_file(data_dir).display(),
+        before.saturating_sub(after),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn bench(command: BenchCommand) -> Result<(), Failure> {

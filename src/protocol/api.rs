@@ -89,6 +89,10 @@ pub struct CampaignStats {
     /// Calls cancelled because their number is on the do-not-call list.
     #[serde(default)]
     pub cancelled_dnc: u64,
+    /// Calls deleted by retention. `calls_by_status` and `total_calls` count them too (they are
+    /// lifetime counts); the stored calls are the difference.
+    #[serde(default)]
+    pub purged: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -227,8 +231,15 @@ pub struct Metrics {
     pub cancelled_dnc: u64,
     #[serde(default)]
     pub retrying: u64,
+    /// Calls per status over the store's life: stored calls plus those retention purged.
     #[serde(default)]
     pub calls_by_status: BTreeMap<String, u64>,
+    /// Calls deleted by retention (included in `calls_by_status`).
+    #[serde(default)]
+    pub purged: u64,
+    /// Retention's progress; absent when `retention.final_calls` is not configured.
+    #[serde(default)]
+    pub retention: Option<RetentionMetrics>,
     /// The last 7 days, newest (today) first.
     #[serde(default)]
     pub recent_metrics: Vec<DayMetrics>,
@@ -260,6 +271,55 @@ pub struct DiskMetrics {
     pub min_free_mb: u64,
     /// Below the limit: new calls and numbers are refused.
     pub low: bool,
+}
+
+/// Retention: what it keeps, what it purged, what it is doing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RetentionMetrics {
+    /// Final calls older than this (by `updated_at`) are purged, e.g. `180d`.
+    pub final_calls: String,
+    /// Where purged chunks are archived first; absent: purged without an archive.
+    pub archive_dir: Option<String>,
+    /// Calls purged over the store's life.
+    pub purged_total: u64,
+    /// A run is purging right now.
+    pub running: bool,
+    /// When the last run that purged something ended, and how many it purged.
+    pub last_run_at: Option<String>,
+    pub last_run_purged: u64,
+    /// When retention last looked for calls to purge.
+    pub last_check_at: Option<String>,
+    /// Archive files written over the store's life (the committed chunks).
+    pub archive_files: u64,
+    /// Why the last run stopped early, if it did (e.g. the archive folder is not writable).
+    pub last_error: Option<String>,
+}
+
+/// `POST admin/backup/`: where to write the backup; relative paths are inside the service's
+/// `data_dir`. Absent: `{data_dir}/backups/callmgr-{timestamp}.redb`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+}
+
+/// The answer to `POST admin/backup/`: a consistent snapshot written on the service's disk.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Backup {
+    /// The backup file, on the service's machine.
+    pub path: String,
+    pub size_bytes: u64,
+    /// Calls and campaigns in the snapshot.
+    pub calls: u64,
+    pub campaigns: u64,
+    /// Entries over every table.
+    pub entries: u64,
+    /// Every change acknowledged before this instant is in the backup.
+    pub snapshot_at: String,
+    pub duration_ms: u64,
 }
 
 /// One day of `recent_metrics` (days are UTC).

@@ -1,11 +1,11 @@
 //! `serve`: opens the store, rebuilds the in-memory state from it, starts the threads, and only
 //! then opens the API; on shutdown, drains in a fixed order within a time budget.
 //!
-//! Start order: store → recovery scan → writer → scheduler (recovered) → workers → mock provider
-//! (builtin-mock only) → listener → ready (`/readyz` 200, systemd READY=1).
+//! Start order: store → recovery scan → writer → scheduler (recovered) → workers → retention
+//! (when configured) → listener → ready (`/readyz` 200, systemd READY=1).
 //! Stop order: stop accepting and finish in-flight requests → scheduler stops dispatching (drops
-//! the dial channel) → workers finish their current request and report it → the last writer
-//! handle drops → the writer commits what is queued and exits.
+//! the dial channel) → retention finishes its chunk → workers finish their current request and
+//! report it → the last writer handle drops → the writer commits what is queued and exits.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,10 +16,13 @@ use anyhow::Context;
 use sd_notify::NotifyState;
 
 pub mod api;
+pub mod archive;
+pub mod backup;
 pub mod disk;
 pub mod dispatch;
 pub mod events;
 pub mod http;
+pub mod retention;
 pub mod scheduler;
 pub mod seed;
 pub mod startup;
@@ -150,6 +153,26 @@ pub async fn serve(
     ));
     let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
 
+    let retention_status = Arc::new(retention::RetentionStatus::default());
+    let (stop_retention, retention_stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let retention_thread = match config.retention.final_calls {
+        Some(final_calls) => Some(retention::spawn(
+            store.clone(),
+            writer.clone(),
+            rules.clone(),
+            clock.clone(),
+            retention::RetentionSettings {
+                final_calls,
+                archive_dir: config.retention.archive_dir.clone(),
+                check_interval: config.retention.check_interval,
+                chunk_max: config.limits.purge_chunk_max,
+            },
+            retention_status.clone(),
+            retention_stop_rx,
+        )?),
+        None => None,
+    };
+
     let exports = Arc::new(tokio::sync::Semaphore::new(config.limits.exports_max));
     let disk = Arc::new(disk::DiskGuard::new(config.data_dir.clone(), config.limits.disk_free_min_mb));
     if let Err(error) = disk.check() {
@@ -165,6 +188,8 @@ pub async fn serve(
         stats,
         clock: clock.clone(),
         exports,
+        retention: retention_status,
+        backups: Arc::new(backup::BackupGate::default()),
         disk,
     };
     let app = api::router(state);
@@ -193,8 +218,13 @@ pub async fn serve(
     disk_watch.abort();
     gauges.ready.store(false, Ordering::Release);
     let _ = stop_scheduler.send(());
+    // Retention ends its chunk (the writer is still there to answer) and stops.
+    drop(stop_retention);
     drop(writer);
     let joined = tokio::task::spawn_blocking(move || {
+        if let Some(thread) = retention_thread {
+            let _ = thread.join();
+        }
         let _ = scheduler_thread.join();
         for worker in workers {
             let _ = worker.join();

@@ -253,6 +253,11 @@ impl ApiClient {
         self.send("POST", "/api/v1/dlq/replay/", Some(request))
     }
 
+    /// `POST admin/backup/`: the service writes a consistent backup on its own disk.
+    pub fn backup(&self, request: &api::BackupRequest) -> Result<api::Backup, ClientError> {
+        self.send("POST", "/api/v1/admin/backup/", Some(request))
+    }
+
     /// `GET /readyz`: `true` on 200, `false` while the service says it is not ready (503).
     pub fn ready(&self) -> Result<bool, ClientError> {
         match self.get::<serde_json::Value>("/readyz") {

@@ -12,6 +12,7 @@ mod disk;
 mod disk_guard;
 mod faults;
 mod hardening;
+mod lifecycle;
 mod mock_provider;
 mod operator;
 mod packaging;

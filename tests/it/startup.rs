@@ -66,3 +66,18 @@ fn a_data_directory_it_cannot_write_is_named_and_exits_3() {
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("cannot write") && stderr.contains("chown"), "{stderr}");
 }
+
+/// A SIGTERM that arrives while the service is still starting stops it cleanly (exit 0) once it
+/// has started, instead of killing it. (Before, the handler was installed only when the shutdown
+/// future was first polled, after startup: the default action killed the process.)
+#[test]
+fn sigterm_during_startup_stops_cleanly() {
+    let server = Server::start(Options::default());
+    let config = config_beside(&server, "early.yaml", "127.0.0.1:0", &server.dir.path().join("early-data"));
+    let mut child = Command::new(binary()).args(["serve", "--config"]).arg(&config).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Well inside startup: the store and the phone metadata are still loading.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let status = wait_until("the early-stopped service to exit", std::time::Duration::from_secs(30), || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -165,6 +165,7 @@ fn filter_from(params: &Params) -> Result<CallFilter, ApiError> {
             .map(|s| Status::parse(&s.to_ascii_uppercase()).ok_or_else(|| ApiError::field("status", format!("Unknown status `{s}`"))))
             .transpose()?,
         phone_number: params.text("phone_number").map(|p| phones::lookup("phone_number", p)).transpose()?,
+        ..CallFilter::default()
     })
 }
 
@@ -200,6 +201,67 @@ const EXPORT_COLUMNS: [&str; 14] = [
     "error_message",
 ];
 
+/// With `?attempts=true`: the attempt's columns after the call's, one row per attempt.
+const EXPORT_ATTEMPT_COLUMNS: [&str; 9] = [
+    "attempt",
+    "attempt_dialled_at",
+    "attempt_provider_answered_at",
+    "attempt_external_call_id",
+    "attempt_provider_status",
+    "attempt_outcome",
+    "attempt_call_duration",
+    "attempt_ended_at",
+    "attempt_error",
+];
+
+/// A call's export columns.
+fn export_record(c: &Call) -> [String; 14] {
+    [
+        c.call_id.to_string(),
+        c.campaign_id.to_string(),
+        c.phone_number.clone(),
+        c.status().as_str().to_string(),
+        c.last_outcome().map(|o| o.as_str()).unwrap_or("").to_string(),
+        c.attempt_count.to_string(),
+        c.max_attempts.to_string(),
+        rfc3339(c.created_at),
+        rfc3339(c.updated_at),
+        c.last_attempt_at().map(rfc3339).unwrap_or_default(),
+        c.next_retry_at().map(rfc3339).unwrap_or_default(),
+        c.total_call_time.to_string(),
+        c.external_call_id().unwrap_or_default().to_string(),
+        c.error_message.clone().unwrap_or_default(),
+    ]
+}
+
+/// An attempt's export columns (all empty for a call never dialled).
+fn attempt_record(a: Option<&crate::core::model::Attempt>) -> [String; 9] {
+    let Some(a) = a else { return Default::default() };
+    [
+        a.attempt.to_string(),
+        rfc3339(a.dialled_at),
+        a.provider_answered_at.map(rfc3339).unwrap_or_default(),
+        a.external_call_id.clone().unwrap_or_default(),
+        a.provider_status.clone().unwrap_or_default(),
+        a.outcome.map(|o| o.as_str().to_string()).unwrap_or_default(),
+        a.call_duration.map(|d| d.to_string()).unwrap_or_default(),
+        a.ended_at.map(rfc3339).unwrap_or_default(),
+        a.error.clone().unwrap_or_default(),
+    ]
+}
+
+/// An RFC 3339 instant given as query parameter `name`, in ms since the epoch.
+fn instant_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .text(name)
+        .map(|text| {
+            text.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|_| ApiError::field(name, format!("{name} `{text}` is not an RFC 3339 instant such as 2026-11-21T15:07:23Z")))
+        })
+        .transpose()
+}
+
 /// One piece of an export on its way to the connection.
 enum ExportPiece {
     Rows(Vec<u8>),
@@ -224,7 +286,15 @@ enum Delivery {
 /// `limits.export_stall_timeout` is abandoned, which frees its thread, snapshot and slot, and
 /// its answer ends without the final chunk, so the client cannot take it for complete.
 pub async fn export(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
-    let filter = filter_from(&params)?;
+    params.only(&["campaign_id", "status", "phone_number", "since", "until", "attempts"])?;
+    let mut filter = filter_from(&params)?;
+    filter.updated_since = instant_param(&params, "since")?;
+    filter.updated_until = instant_param(&params, "until")?;
+    let with_attempts = match params.text("attempts") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::field("attempts", format!("attempts `{other}` must be true or false"))),
+    };
     let limits = &state.config.limits;
     let slot = state
         .exports
@@ -256,28 +326,25 @@ pub async fn export(State(state): State<AppState>, params: Params) -> Result<Res
         let _slot = slot;
         let new_chunk = || csv::Writer::from_writer(Vec::with_capacity(EXPORT_CHUNK_ROWS * 160));
         let mut out = new_chunk();
-        let _ = out.write_record(EXPORT_COLUMNS);
+        if with_attempts {
+            let _ = out.write_record(EXPORT_COLUMNS.iter().chain(EXPORT_ATTEMPT_COLUMNS.iter()));
+        } else {
+            let _ = out.write_record(EXPORT_COLUMNS);
+        }
         let mut rows = 0usize;
         let mut ended = None;
         let result = reader.scan_calls(&filter, None, &mut |_, matched, _| {
             let Some(c) = matched else { return true };
-            let record = [
-                c.call_id.to_string(),
-                c.campaign_id.to_string(),
-                c.phone_number.clone(),
-                c.status().as_str().to_string(),
-                c.last_outcome().map(|o| o.as_str()).unwrap_or("").to_string(),
-                c.attempt_count.to_string(),
-                c.max_attempts.to_string(),
-                rfc3339(c.created_at),
-                rfc3339(c.updated_at),
-                c.last_attempt_at().map(rfc3339).unwrap_or_default(),
-                c.next_retry_at().map(rfc3339).unwrap_or_default(),
-                c.total_call_time.to_string(),
-                c.external_call_id().unwrap_or_default().to_string(),
-                c.error_message.clone().unwrap_or_default(),
-            ];
-            let _ = out.write_record(&record);
+            let record = export_record(&c);
+            if with_attempts {
+                let attempts: Vec<Option<&crate::core::model::Attempt>> =
+                    if c.attempts.is_empty() { vec![None] } else { c.attempts.iter().map(Some).collect() };
+                for attempt in attempts {
+                    let _ = out.write_record(record.iter().chain(attempt_record(attempt).iter()));
+                }
+            } else {
+                let _ = out.write_record(&record);
+            }
             rows += 1;
             if rows.is_multiple_of(EXPORT_CHUNK_ROWS) {
                 let chunk = std::mem::replace(&mut out, new_chunk()).into_inner().unwrap_or_default();

@@ -93,21 +93,24 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>, params: 
     let (campaign, stats) = read(&state, move |r| {
         let campaign = r.campaign(id)?.ok_or_else(|| ApiError::NotFound("Campaign not found".into()))?;
         let counts = r.status_counts(id)?;
+        let lifetime = r.lifetime_status_counts(id)?;
+        let purged: u64 = r.purged_counts(id)?.iter().map(|(_, n)| n).sum();
         let count = |status: Status| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n).unwrap_or(0);
         let held_hours = r.counted(id, CountKey::HeldOutsideCallingHours)?;
         let held_cap = r.counted(id, CountKey::HeldContactCap)?;
         let waiting = count(Status::Initiated).saturating_sub(held_hours + held_cap);
         let paused = campaign.status == crate::core::model::CampaignStatus::Paused;
         let stats = api::CampaignStats {
-            calls_by_status: counts.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
-            total_calls: counts.iter().map(|(_, n)| n).sum(),
+            calls_by_status: lifetime.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
+            total_calls: lifetime.iter().map(|(_, n)| n).sum(),
             phone_count: r.number_count(id)?,
             in_flight,
             held: api::Held { paused: if paused { waiting } else { 0 }, outside_calling_hours: held_hours, contact_cap: held_cap },
             queued: if paused { 0 } else { waiting },
             retrying: count(Status::Retrying),
             next_dial_at: r.next_hold_end(id)?.map(crate::core::model::rfc3339),
-            cancelled_dnc: r.counted(id, CountKey::CancelledDoNotCall)?,
+            cancelled_dnc: r.counted(id, CountKey::CancelledDoNotCall)? + r.counted(id, CountKey::PurgedCancelledDoNotCall)?,
+            purged,
         };
         Ok((campaign, stats))
     })

@@ -29,6 +29,9 @@ pub enum ApiError {
         phone_number: String,
     },
     Unavailable(String),
+    /// 507: the disk lacks room for what was asked (a backup). Not 503: waiting does not help,
+    /// so clients must not retry it as they retry a busy service.
+    InsufficientStorage(String),
     Internal,
     /// A refusal with a status outside this table (e.g. 415 from an extractor), kept as it was.
     Other {
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::Duplicate { .. } => (StatusCode::TOO_MANY_REQUESTS, "duplicate_call"),
             ApiError::DoNotCall { .. } => (StatusCode::CONFLICT, "do_not_call"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Other { status, .. } => (*status, other_code(*status)),
         }
@@ -83,9 +87,11 @@ impl ApiError {
         match self {
             ApiError::BadRequest { message, field } => (message.clone(), field.as_ref().map(|f| json!({"field": f})).unwrap_or(json!({}))),
             ApiError::Unauthorized => ("Authentication credentials were not provided or are invalid.".into(), json!({})),
-            ApiError::NotFound(message) | ApiError::Conflict(message) | ApiError::PayloadTooLarge(message) | ApiError::Unavailable(message) => {
-                (message.clone(), json!({}))
-            }
+            ApiError::NotFound(message)
+            | ApiError::Conflict(message)
+            | ApiError::PayloadTooLarge(message)
+            | ApiError::Unavailable(message)
+            | ApiError::InsufficientStorage(message) => (message.clone(), json!({})),
             ApiError::MethodNotAllowed => ("Method not allowed on this path.".into(), json!({})),
             ApiError::Duplicate { message, call_id, .. } => (message.clone(), json!({"call_id": call_id.to_string()})),
             ApiError::DoNotCall { phone_number } => (format!("Number {phone_number} is on the do-not-call list"), json!({"phone_number": phone_number})),

@@ -3,6 +3,7 @@
 //! Handlers validate, then hand commands to the writer and await the commit; reads go straight
 //! to a store snapshot. The API never edits a call's state and never talks to the provider.
 
+mod admin;
 mod calls;
 mod campaigns;
 mod dnc;
@@ -42,6 +43,10 @@ pub struct AppState {
     pub clock: SharedClock,
     /// One permit per running CSV export (`limits.exports_max`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// What the retention thread reports (disabled when retention is not configured).
+    pub retention: Arc<crate::service::retention::RetentionStatus>,
+    /// One online backup at a time.
+    pub backups: Arc<crate::service::backup::BackupGate>,
     /// The data disk's free-space guard: below its limit, new work is refused.
     pub disk: Arc<crate::service::disk::DiskGuard>,
 }
@@ -87,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         ("/metrics", get(ops::prometheus)),
     ];
     for (path, methods) in routes {
+        api = both(api, path, methods);
+    }
+    // Routes for the admin role only. Every token is an admin today; a role check belongs on
+    // this list alone.
+    for (path, methods) in admin::routes() {
         api = both(api, path, methods);
     }
     api.route("/healthz", get(ops::healthz))
@@ -143,9 +153,14 @@ async fn access_log(State(state): State<AppState>, request: Request, next: Next)
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = match tokio::time::timeout(state.config.limits.http_request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable("Request took longer than limits.http_request_timeout".into()).into_response(),
+    // An admin operation (a backup of a large store) takes as long as it takes.
+    let response = if admin::is_admin_path(&path) {
+        next.run(request).await
+    } else {
+        match tokio::time::timeout(state.config.limits.http_request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Unavailable("Request took longer than limits.http_request_timeout".into()).into_response(),
+        }
     };
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;

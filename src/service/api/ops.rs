@@ -28,7 +28,11 @@ const SERIES_SECONDS: usize = 120;
 const SCHEDULER_STALL_MS: i64 = 5_000;
 
 struct Snapshot {
+    /// Stored calls per status.
     by_status: Vec<(Status, u64)>,
+    /// Purged calls per final status.
+    purged: Vec<(Status, u64)>,
+    archive_seq: u64,
     held_hours: u64,
     held_cap: u64,
     cancelled_dnc: u64,
@@ -42,9 +46,11 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
         let days = (0..RECENT_DAYS).filter_map(|back| today.checked_sub(back)).map(|day| r.daily(day).map(|c| (day, c))).collect::<Result<_, _>>()?;
         Ok(Snapshot {
             by_status: r.status_counts(0)?,
+            purged: r.purged_counts(0)?,
+            archive_seq: r.archive_seq()?,
             held_hours: r.counted(0, CountKey::HeldOutsideCallingHours)?,
             held_cap: r.counted(0, CountKey::HeldContactCap)?,
-            cancelled_dnc: r.counted(0, CountKey::CancelledDoNotCall)?,
+            cancelled_dnc: r.counted(0, CountKey::CancelledDoNotCall)? + r.counted(0, CountKey::PurgedCancelledDoNotCall)?,
             days,
             dead_letters: r.dead_letter_count()?,
         })
@@ -65,6 +71,47 @@ fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
         reasons.push(reason);
     }
     reasons
+}
+
+impl Snapshot {
+    fn purged_total(&self) -> u64 {
+        self.purged.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Calls per status over the store's life: stored plus purged.
+    fn lifetime_by_status(&self) -> Vec<(Status, u64)> {
+        self.by_status.iter().map(|(s, n)| (*s, n + self.purged.iter().find(|(p, _)| p == s).map(|(_, p)| *p).unwrap_or(0))).collect()
+    }
+}
+
+/// A retention period as operators write it: `180d` rather than `5months 28days 6h`.
+fn retention_text(period: std::time::Duration) -> String {
+    const DAY_SECONDS: u64 = 86_400;
+    if period.subsec_nanos() == 0 && period.as_secs().is_multiple_of(DAY_SECONDS) {
+        format!("{}d", period.as_secs() / DAY_SECONDS)
+    } else {
+        crate::config::fmt_duration(period)
+    }
+}
+
+fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::RetentionMetrics> {
+    let status = &state.retention;
+    if !status.enabled.load(Ordering::Relaxed) {
+        return None;
+    }
+    let runs = status.runs();
+    let config = &state.config.retention;
+    Some(api::RetentionMetrics {
+        final_calls: config.final_calls.map(retention_text).unwrap_or_default(),
+        archive_dir: config.archive_dir.as_ref().map(|d| d.display().to_string()),
+        purged_total: snap.purged_total(),
+        running: status.running.load(Ordering::Relaxed),
+        last_run_at: runs.last_run_at.map(rfc3339),
+        last_run_purged: runs.last_run_purged,
+        last_check_at: runs.last_check_at.map(rfc3339),
+        archive_files: snap.archive_seq.saturating_sub(1),
+        last_error: runs.last_error,
+    })
 }
 
 fn system_status(state: &AppState, now: i64) -> &'static str {
@@ -124,7 +171,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>
         held: api::Held { paused: held_paused, outside_calling_hours: snap.held_hours, contact_cap: snap.held_cap },
         cancelled_dnc: snap.cancelled_dnc,
         retrying: g.retrying.load(Ordering::Relaxed),
-        calls_by_status: snap.by_status.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
+        calls_by_status: snap.lifetime_by_status().iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
+        purged: snap.purged_total(),
+        retention: retention_metrics(&state, &snap),
         recent_metrics: recent,
         rates: api::Rates {
             window_seconds: 60,
@@ -176,6 +225,20 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     metric("callmgr_calls_retrying", "gauge", "Calls waiting for their next retry.", &plain(g.retrying.load(Ordering::Relaxed)));
     let by_status: Vec<(String, String)> = snap.by_status.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
     metric("callmgr_calls", "gauge", "Stored calls by status.", &by_status);
+    let purged: Vec<(String, String)> = snap.purged.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
+    metric("callmgr_calls_purged_total", "counter", "Final calls deleted by retention over the store's life, by status.", &purged);
+    if let Some(retention) = retention_metrics(&state, &snap) {
+        metric("callmgr_retention_running", "gauge", "1 while retention is purging.", &plain(retention.running as u64));
+        metric("callmgr_retention_last_run_purged", "gauge", "Calls purged by the last retention run that purged any.", &plain(retention.last_run_purged));
+        let last_run = state.retention.runs().last_run_at.map(|ms| (ms as f64 / 1000.0).to_string()).unwrap_or_else(|| "0".into());
+        metric(
+            "callmgr_retention_last_run_timestamp_seconds",
+            "gauge",
+            "When the last retention run that purged any calls ended (0: never).",
+            &[(String::new(), last_run)],
+        );
+        metric("callmgr_retention_archive_files", "gauge", "Retention archive files written over the store's life.", &plain(retention.archive_files));
+    }
     metric("callmgr_dead_letters", "gauge", "Dead letters stored.", &plain(snap.dead_letters));
     metric("callmgr_writer_queue", "gauge", "Commands waiting for the writer.", &plain(state.writer.queued() as u64));
     metric("callmgr_calls_accepted_total", "counter", "Calls accepted since start.", &plain(stats.total(Rate::Accepted)));

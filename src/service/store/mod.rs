@@ -7,6 +7,7 @@
 //! call's old and new record in `WriteTables::put_call`, so an index can never disagree with
 //! the record it points at.
 
+pub mod copy;
 mod read;
 pub mod tables;
 mod write;
@@ -32,6 +33,16 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: u64 },
     #[error("cannot create data directory {path}: {error}")]
     DataDir { path: PathBuf, error: std::io::Error },
+    #[error("{path} is open in another process (a running callmgr service?): stop it first")]
+    InUse { path: PathBuf },
+    #[error("{path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("{path} is a redb file but not a callmgr store (it has no schema version)")]
+    NotAStore { path: PathBuf },
+    #[error("the store holds a table `{name}` that this build does not know (written by a newer callmgr?)")]
+    UnknownTable { name: String },
+    #[error("{path}: indexes disagree with the records: {}", problems.join("; "))]
+    Inconsistent { path: PathBuf, problems: Vec<String> },
 }
 
 macro_rules! from_redb {
@@ -49,6 +60,9 @@ fn decode<T: codec::Record>(bytes: &[u8], what: impl FnOnce() -> String) -> Resu
     codec::decode(bytes).map_err(|error| StoreError::Corrupt { what: what(), error })
 }
 
+/// The store's file in its data directory.
+pub const STORE_FILE_NAME: &str = "callmgr.redb";
+
 /// Final calls whose retention index entry a schema-1 store lacks are indexed this many per
 /// transaction when the store is first opened by this build.
 const MIGRATION_CHUNK_MAX: usize = 10_000;
@@ -63,7 +77,7 @@ impl Store {
     /// Opens (or creates) `data_dir/callmgr.redb`, repairing it after an unclean exit, and checks the schema.
     pub fn open(data_dir: &Path, storage: &StorageConfig) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|error| StoreError::DataDir { path: data_dir.to_path_buf(), error })?;
-        let path = data_dir.join("callmgr.redb");
+        let path = data_dir.join(STORE_FILE_NAME);
         let db = Self::builder(storage).create(&path)?;
         Self::init(db, path, storage)
     }

@@ -3,6 +3,8 @@
 
 use redb::TableDefinition;
 
+use crate::core::model::Status;
+
 /// The schema this build writes; stored under `meta["schema_version"]`.
 ///
 /// * 1 — the first release.
@@ -10,7 +12,9 @@ use redb::TableDefinition;
 ///   pseudo-status counts of `call_counts` (holds, do-not-call cancellations).
 pub const SCHEMA_VERSION: u64 = 2;
 
-/// Counters and the schema version: `schema_version`, `next_campaign_id`, `next_queue_seq`, `next_dead_letter_id`.
+/// Counters and the schema version: `schema_version`, `next_campaign_id`, `next_queue_seq`,
+/// `next_dead_letter_id`, `next_archive_seq` (the retention archive file the next purged chunk
+/// goes to; absent = 1).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// campaign id → `Campaign` record.
 pub const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
@@ -47,16 +51,37 @@ pub const CALL_COUNTS: TableDefinition<(u64, u8), u64> = TableDefinition::new("c
 /// campaign id → numbers in its list.
 pub const NUMBER_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("number_counts");
 
+/// The meta key of the next retention archive sequence number.
+pub const NEXT_ARCHIVE_SEQ: &str = "next_archive_seq";
+
 /// Counts kept in `call_counts` besides the statuses (codes 1–6). Stored: never renumber.
+///
+/// Codes from 101 follow from the records (`check_indexes` recomputes them). Purged calls are
+/// history that no record holds any more: `PurgedCancelledDoNotCall` (104) and the purged
+/// counts per status (`purged_code`, 200 + status code) only ever grow, so that lifetime totals
+/// stay right after retention deleted the records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CountKey {
     HeldOutsideCallingHours = 101,
     HeldContactCap = 102,
     CancelledDoNotCall = 103,
+    PurgedCancelledDoNotCall = 104,
 }
 
 impl CountKey {
     pub fn code(self) -> u8 {
         self as u8
     }
+}
+
+/// Where purged calls of a status are counted: 200 + the status code.
+pub const PURGED_STATUS_BASE: u8 = 200;
+
+pub fn purged_code(status: Status) -> u8 {
+    PURGED_STATUS_BASE + status.code()
+}
+
+/// Is this `call_counts` code history (purged calls) rather than a count of stored records?
+pub fn is_history_code(code: u8) -> bool {
+    code >= PURGED_STATUS_BASE || code == CountKey::PurgedCancelledDoNotCall.code()
 }

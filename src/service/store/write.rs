@@ -240,6 +240,43 @@ impl<'t> WriteTables<'t> {
         Ok(CallChange { call_id: new.call_id, campaign_id, before, after })
     }
 
+    /// Deletes a final call (`stored`, exactly as it is stored) with its attempt history and
+    /// every index entry it has, and counts it as purged so that lifetime totals stay right.
+    /// Daily counters are not touched. The caller checked that `stored` is what the store holds.
+    pub fn purge_call(&mut self, stored: &Call) -> Result<(), StoreError> {
+        debug_assert!(stored.status().is_final(), "only final calls are purged");
+        let id = stored.call_id.0;
+        let campaign_id = stored.campaign_id;
+        self.calls.remove(id)?;
+        self.by_campaign.remove((campaign_id, id))?;
+        self.by_phone.remove((stored.phone_number.as_str(), id))?;
+        self.finals.remove((stored.updated_at, id))?;
+        // Dials still inside a contact-limit window are kept by `record_dial`'s own pruning;
+        // those of a purged call are long past any window, and go with it.
+        for attempt in &stored.attempts {
+            self.contact_dials.remove((stored.phone_number.as_str(), attempt.dialled_at, id))?;
+        }
+        for code in count_codes(stored).into_iter().flatten() {
+            self.adjust_count(campaign_id, code, -1)?;
+        }
+        self.adjust_count(campaign_id, purged_code(stored.status()), 1)?;
+        if matches!(stored.state, CallState::Cancelled { reason: CancelReason::DoNotCall }) {
+            self.adjust_count(campaign_id, CountKey::PurgedCancelledDoNotCall.code(), 1)?;
+        }
+        Ok(())
+    }
+
+    /// The sequence number the next retention archive file takes (1 for the first).
+    pub fn archive_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get(NEXT_ARCHIVE_SEQ)?.map(|v| v.value()).unwrap_or(1))
+    }
+
+    /// Records that archive file `seq` holds a committed chunk: the next one is `seq + 1`.
+    pub fn advance_archive_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.meta.insert(NEXT_ARCHIVE_SEQ, seq + 1)?;
+        Ok(())
+    }
+
     fn adjust_count(&mut self, campaign_id: CampaignId, code: u8, delta: i64) -> Result<(), StoreError> {
         for key in [(campaign_id, code), (0, code)] {
             let current = self.counts.get(key)?.map(|v| v.value()).unwrap_or(0);
@@ -437,5 +474,37 @@ mod tests {
         txn.commit().unwrap();
         let problems = store.read().unwrap().check_indexes().unwrap();
         assert_eq!(problems, vec!["ready_queue: unexpected (7, 99, 1)".to_string()]);
+    }
+
+    #[test]
+    fn check_indexes_finds_a_record_whose_index_entry_is_missing_and_a_wrong_count() {
+        let store = memory_store();
+        let call = Call {
+            call_id: CallId(42),
+            campaign_id: 1,
+            phone_number: "+15550000001".into(),
+            timezone: None,
+            state: CallState::Picked,
+            attempt_count: 1,
+            max_attempts: 3,
+            created_at: 0,
+            updated_at: 5,
+            total_call_time: 0,
+            error_message: None,
+            attempts: vec![],
+        };
+        let txn = store.begin_write().unwrap();
+        {
+            let mut t = WriteTables::open(&txn).unwrap();
+            t.put_call(None, &call).unwrap();
+            t.by_phone.remove(("+15550000001", 42u128)).unwrap();
+            t.counts.insert((1, Status::Picked.code()), 2).unwrap();
+        }
+        txn.commit().unwrap();
+        let problems = store.read().unwrap().check_indexes().unwrap();
+        assert_eq!(
+            problems,
+            vec!["calls_by_phone: missing ((\"+15550000001\", 42), ())".to_string(), "call_counts: (1, 4) is 2, the records say 1".to_string(),]
+        );
     }
 }

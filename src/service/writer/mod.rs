@@ -8,7 +8,8 @@
 //! the last commit. This module never talks HTTP and never dials.
 //!
 //! The handlers live in one file per family: `campaigns`, `calls`, `dialing` (dispatch, provider
-//! answers, timers), `dnc`, and `jobs` (work spread over several transactions). `context`
+//! answers, timers), `dnc`, `jobs` (work spread over several transactions), and `purge`
+//! (retention's chunks of final calls). `context`
 //! resolves what the state machine needs before a call is stepped.
 
 mod calls;
@@ -17,6 +18,7 @@ mod context;
 mod dialing;
 mod dnc;
 mod jobs;
+mod purge;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +33,7 @@ pub use calls::{BulkSource, BulkSummary, CallbackInput, CallbackReply};
 pub use campaigns::{AddedNumbers, CampaignPatch, NewCampaign, StartSummary};
 pub use dialing::ProviderResult;
 pub use dnc::{DncAdded, DncScope};
+pub use purge::PurgeChunk;
 
 use crate::core::clock::SharedClock;
 use crate::core::counters::{Counter, day_of};
@@ -141,6 +144,12 @@ pub enum Command {
         phone_number: String,
         reply: Reply<()>,
     },
+    /// From the retention thread: delete this chunk of final calls (all or none); answers how
+    /// many were deleted.
+    Purge {
+        chunk: PurgeChunk,
+        reply: Reply<u64>,
+    },
     /// From the scheduler: dial these queued calls if every gate is open (their slots are reserved).
     Dispatch {
         call_ids: Vec<CallId>,
@@ -187,6 +196,16 @@ impl WriterHandle {
     /// refused command comes back (boxed: it is large, and this is the rare path).
     pub fn try_send(&self, command: Command) -> Result<(), Box<Command>> {
         self.inbox.try_send(command).map_err(|e| Box::new(e.into_inner()))
+    }
+
+    /// For background threads off the async runtime (retention): waits for room and then for
+    /// the reply, blocking the calling thread.
+    pub fn request_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        if self.inbox.send(make(tx)).is_err() {
+            return Err(CommandError::Unavailable("The service is shutting down".into()));
+        }
+        rx.blocking_recv().unwrap_or_else(|_| Err(CommandError::Unavailable("The service is shutting down".into())))
     }
 
     /// For worker threads: waits for room (backpressure); false once the writer is gone.
@@ -443,6 +462,10 @@ impl Writer {
             }
             Command::RemoveDnc { scope, phone_number, reply } => {
                 let result = self.remove_dnc(t, scope, &phone_number);
+                out.finish(reply, result)
+            }
+            Command::Purge { chunk, reply } => {
+                let result = self.purge(t, chunk);
                 out.finish(reply, result)
             }
             Command::Dispatch { call_ids } => self.dispatch(t, call_ids, now, out),

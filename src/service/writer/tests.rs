@@ -317,3 +317,58 @@ fn replay_gives_a_dead_lettered_call_one_more_attempt_once() {
     assert!(matches!(h.ask(|reply| Command::ReplayDeadLetter { id, reply }), Err(CommandError::Conflict(_))));
     h.indexes_agree();
 }
+
+#[test]
+fn purge_deletes_a_chunk_read_from_a_snapshot_all_or_nothing_and_keeps_lifetime_counts() {
+    let mut h = harness();
+    let campaign = h.campaign("c");
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let call = h.initiate(campaign.id, &format!("+1415555010{n}")).unwrap();
+        h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+        let input = CallbackInput { call_id: call.call_id, outcome: Outcome::Picked, attempt: None, external_call_id: None, duration_seconds: Some(30) };
+        h.ask(|reply| Command::Callback { input, reply }).unwrap();
+        ids.push(call.call_id);
+    }
+    // A waiting call that the do-not-call list cancels: counted apart.
+    let listed = h.initiate(campaign.id, "+14155550199").unwrap();
+    h.ask(|reply| Command::AddDnc { scope: DncScope::Global, numbers: vec!["+14155550199".into()], reason: None, reply }).unwrap();
+    h.internal(vec![]);
+    assert_eq!(h.call(listed.call_id).status(), Status::Cancelled);
+    let lifetime_before = h.store.read().unwrap().lifetime_status_counts(campaign.id).unwrap();
+    h.clock.advance_ms(60_000);
+    let read = h.store.read().unwrap();
+    let chunk = read.final_calls_up_to(crate::core::clock::Clock::now_ms(&*h.clock), 10).unwrap();
+    assert_eq!(chunk.len(), 5);
+    assert_eq!(read.archive_seq().unwrap(), 1);
+    drop(read);
+
+    // A chunk for the wrong archive file is refused whole.
+    let wrong = PurgeChunk { archive_seq: Some(2), calls: chunk.clone() };
+    assert!(matches!(h.ask(|reply| Command::Purge { chunk: wrong, reply }), Err(CommandError::Conflict(_))));
+    // So is one holding a call that changed since it was read.
+    let mut stale = chunk.clone();
+    stale[0].updated_at -= 1;
+    let stale = PurgeChunk { archive_seq: Some(1), calls: stale };
+    assert!(matches!(h.ask(|reply| Command::Purge { chunk: stale, reply }), Err(CommandError::Conflict(_))));
+    assert_eq!(h.store.read().unwrap().status_counts(campaign.id).unwrap(), lifetime_before, "nothing was deleted");
+
+    let ok = PurgeChunk { archive_seq: Some(1), calls: chunk };
+    assert_eq!(h.ask(|reply| Command::Purge { chunk: ok, reply }), Ok(5));
+    let read = h.store.read().unwrap();
+    for id in ids.iter().chain([&listed.call_id]) {
+        assert_eq!(read.call(*id).unwrap(), None);
+    }
+    assert_eq!(read.archive_seq().unwrap(), 2);
+    assert!(read.status_counts(campaign.id).unwrap().iter().all(|(_, n)| *n == 0));
+    assert_eq!(read.lifetime_status_counts(campaign.id).unwrap(), lifetime_before, "lifetime counts stay right");
+    assert_eq!(read.counted(0, CountKey::PurgedCancelledDoNotCall).unwrap(), 1);
+    assert_eq!(read.counted(0, CountKey::CancelledDoNotCall).unwrap(), 0);
+    assert!(read.final_calls_up_to(crate::core::clock::Clock::now_ms(&*h.clock), 10).unwrap().is_empty());
+    drop(read);
+    h.indexes_agree();
+    // The number can be called again; its old calls are gone from every index.
+    h.clock.advance_ms(3_600_000);
+    h.initiate(campaign.id, "+14155550100").unwrap();
+    h.indexes_agree();
+}

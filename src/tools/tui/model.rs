@@ -522,6 +522,7 @@ mod tests {
             retrying: 0,
             next_dial_at: next_dial_at.map(str::to_string),
             cancelled_dnc: 0,
+            purged: 0,
         }
     }
 

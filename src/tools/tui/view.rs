@@ -196,12 +196,14 @@ fn render_waiting(frame: &mut Frame, area: Rect, model: &Model) {
 
 fn render_body(frame: &mut Frame, area: Rect, model: &Model, snapshot: &Snapshot) {
     let sparks_height = if area.height >= SHORT_BODY_HEIGHT { SPARKLINE_ROW_HEIGHT } else { SPARKLINE_ROW_HEIGHT_SHORT };
-    let rest = area.height.saturating_sub(TOP_ROW_HEIGHT + sparks_height);
+    // One more line in the queue panel when the service purges old calls.
+    let top_height = TOP_ROW_HEIGHT + u16::from(snapshot.metrics.retention.is_some());
+    let rest = area.height.saturating_sub(top_height + sparks_height);
     // Borders and header, plus one line per campaign (or the "no campaigns" line).
     let table_wanted = model.rows.len().max(1) as u16 + 3;
     let details_height = rest.saturating_sub(table_wanted).clamp(DETAIL_ROW_HEIGHT_MIN, DETAIL_ROW_HEIGHT_MAX);
     let [top, sparks, details, table] =
-        Layout::vertical([Constraint::Length(TOP_ROW_HEIGHT), Constraint::Length(sparks_height), Constraint::Length(details_height), Constraint::Min(0)])
+        Layout::vertical([Constraint::Length(top_height), Constraint::Length(sparks_height), Constraint::Length(details_height), Constraint::Min(0)])
             .areas(area);
     let m = &snapshot.metrics;
     let [slots, queue] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
@@ -263,7 +265,19 @@ fn render_queue(frame: &mut Frame, area: Rect, m: &api::Metrics) {
     second.insert(2, Span::raw(format!(" {breakdown}")));
     second.extend(number("cancelled", format!("{:.2}/s", m.rates.cancellations_per_second), Color::Magenta));
     second.extend(number("dnc", thousands(m.cancelled_dnc), Color::Magenta));
-    frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]).block(panel(" Queue ")), area);
+    let mut lines = vec![Line::from(first), Line::from(second)];
+    if let Some(r) = &m.retention {
+        let mut third = number(&format!("retention {} purged", r.final_calls), thousands(r.purged_total), Color::Cyan);
+        third.push(Span::raw(if r.running { "purging" } else { "idle" }.to_string()));
+        if let Some(at) = &r.last_run_at {
+            third.push(Span::raw(format!(" · last {} ({})", clock_of(at), thousands(r.last_run_purged))));
+        }
+        if let Some(error) = &r.last_error {
+            third.push(Span::styled(format!(" · {error}"), Style::new().fg(Color::Red)));
+        }
+        lines.push(Line::from(third));
+    }
+    frame.render_widget(Paragraph::new(lines).block(panel(" Queue ")), area);
 }
 
 fn render_sparkline(frame: &mut Frame, area: Rect, title: &str, data: &[u64], max: Option<u64>, color: Color) {
@@ -510,6 +524,22 @@ mod tests {
     use super::super::poller::Update;
     use super::super::test_support::*;
     use super::*;
+
+    #[test]
+    fn retention_gets_a_line_in_the_queue_panel_only_when_configured() {
+        let screen = draw(&connected_model(METRICS), 120, 40);
+        assert!(!screen.iter().any(|line| line.contains("retention")), "no retention line without retention");
+        let mut metrics: serde_json::Value = serde_json::from_str(METRICS).unwrap();
+        metrics["retention"] = serde_json::json!({
+            "final_calls": "180d", "purged_total": 12345, "running": true,
+            "last_run_at": "2026-11-21T23:20:13.075Z", "last_run_purged": 5000, "archive_files": 13
+        });
+        let screen = draw(&connected_model(&metrics.to_string()), 120, 40);
+        let (queue_row, queue_col) = expect_at(&screen, " Queue ");
+        let (row, col) = expect_at(&screen, "retention 180d purged 12,345  purging · last 23:20:13Z (5,000)");
+        assert_eq!(row, queue_row + 3, "the third line of the Queue panel");
+        assert!(col > queue_col);
+    }
 
     #[test]
     fn slot_gauge_and_queue_counts_sit_in_their_panels() {
