@@ -74,7 +74,13 @@ fn a_data_directory_it_cannot_write_is_named_and_exits_3() {
 fn sigterm_during_startup_stops_cleanly() {
     let server = Server::start(Options::default());
     let config = config_beside(&server, "early.yaml", "127.0.0.1:0", &server.dir.path().join("early-data"));
-    let mut child = Command::new(binary()).args(["serve", "--config"]).arg(&config).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Well inside startup: the store and the phone metadata are still loading.
     std::thread::sleep(std::time::Duration::from_millis(150));
     assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
