@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+use crate::protocol::twilio::{CallFlow, MachineDetection, OutcomeMap, RING_TIMEOUT_SECONDS_MAX};
+
 /// The development token of the shipped config; `serve` warns loudly when it is in use.
 pub const DEV_TOKEN: &str = "dev-token-12345";
 
@@ -82,12 +84,62 @@ pub enum ProviderTarget {
     BuiltinMock,
 }
 
+/// Which protocol callmgr speaks with the provider (`provider.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// callmgr's own JSON protocol (the default).
+    Webhook,
+    /// The Twilio Programmable Voice REST API (also SignalWire's LaML API and Somleng).
+    Twilio,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Webhook => "webhook",
+            ProviderKind::Twilio => "twilio",
+        }
+    }
+}
+
+/// The `twilio` provider's settings (`provider.kind: twilio`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwilioConfig {
+    /// The REST API's base, e.g. `https://api.twilio.com`; with `url: builtin-mock` the mock's address replaces it at start.
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    /// Caller id when the campaign has none.
+    pub from: String,
+    pub call_flow: CallFlow,
+    pub machine_detection: Option<MachineDetection>,
+    pub ring_timeout_seconds: u32,
+    pub outcomes: OutcomeMap,
+}
+
+/// Account of the built-in mock in Twilio mode, when none is configured.
+pub const BUILTIN_MOCK_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// Auth token of the built-in mock in Twilio mode, when none is configured (it places no calls).
+pub const BUILTIN_MOCK_AUTH_TOKEN: &str = "builtin-mock-auth-token";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Webhook: the dial endpoint, or the built-in mock. Twilio: the REST API's base URL, or the built-in mock.
     pub target: ProviderTarget,
     pub api_key: Option<String>,
+    /// Webhook: when set, `PUT callback/` requires `X-Callmgr-Signature` (HMAC-SHA256 of the body).
+    pub callback_secret: Option<String>,
+    /// Set exactly when `kind` is `Twilio`.
+    pub twilio: Option<TwilioConfig>,
     pub timeout: Duration,
     pub max_send_attempts: u32,
+    /// Consecutive transport failures that open the circuit breaker (no new dial starts).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe dial is let through.
+    pub breaker_cooldown: Duration,
+    /// The longest one dial request keeps being resent while the provider throttles (429, 503).
+    pub throttle_budget: Duration,
     /// Settings of the built-in mock: delay range and outcome mix, as `callmgr mock-provider` takes them.
     pub mock_delay: String,
     pub mock_mix: String,
@@ -107,13 +159,55 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads only (`GET`): dashboards, exports, metrics.
+    Viewer,
+    /// Only the provider's callbacks (`PUT callback/`).
+    Provider,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::Provider => "provider",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        [Role::Admin, Role::Viewer, Role::Provider].into_iter().find(|r| r.as_str() == text.trim())
+    }
+}
+
+/// An API token and its role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub secret: String,
+    pub role: Role,
+}
+
+/// First pause before resending a dial after a transport failure; it doubles up to [`RESEND_BACKOFF_MAX`].
+pub const RESEND_BACKOFF_START: Duration = Duration::from_millis(200);
+pub const RESEND_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The pause after the `failed_sends`-th failed send of one dial request (1-based).
+pub fn resend_backoff(failed_sends: u32) -> Duration {
+    let doublings = failed_sends.saturating_sub(1).min(16);
+    (RESEND_BACKOFF_START * 2u32.pow(doublings)).min(RESEND_BACKOFF_MAX)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file this came from (for messages).
     pub source: PathBuf,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Token>,
     pub max_concurrent_calls: u32,
     pub max_calls_per_second: f64,
     pub duplicate_window: Duration,
@@ -133,20 +227,83 @@ pub struct Config {
 }
 
 impl Config {
+    /// The base of the URLs given to the provider: `public_url`, else `http://` + the bound address.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_string()
+    }
     pub fn callback_url(&self, bound: SocketAddr) -> String {
-        let base = self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-        format!("{}/api/v1/callback/", base.trim_end_matches('/'))
+        format!("{}/api/v1/callback/", self.public_base(bound))
     }
     pub fn uses_dev_token(&self) -> bool {
-        self.tokens.iter().any(|t| t == DEV_TOKEN)
+        self.tokens.iter().any(|t| t.secret == DEV_TOKEN)
     }
+
+    /// The longest a worker may spend sending one dial request before it gives up: every send
+    /// taking `provider.timeout`, plus the pauses between the resends.
+    pub fn send_budget(&self) -> Duration {
+        let sends = self.provider.max_send_attempts;
+        let backoffs: Duration = (1..sends).map(resend_backoff).sum();
+        self.provider.timeout * sends + backoffs
+    }
+
+    /// Why `callback_timeout` is too short for the send budget, if it is: the timeout would end
+    /// attempts whose dial request a worker is still resending. `check-config` refuses it;
+    /// `serve` warns (the worker then stops at the deadline and the slot is held until it does).
+    pub fn callback_timeout_problem(&self) -> Option<String> {
+        let budget = self.send_budget();
+        (self.callback_timeout < budget).then(|| {
+            format!(
+                "{file}: key `callback_timeout`: {timeout} is shorter than the worst-case send budget {budget} \
+                 (provider.timeout {provider_timeout} × provider.max_send_attempts {sends}, plus the resend pauses); \
+                 raise `callback_timeout` or lower `provider.timeout` or `provider.max_send_attempts`",
+                file = self.source.display(),
+                timeout = fmt_duration(self.callback_timeout),
+                budget = fmt_duration(budget),
+                provider_timeout = fmt_duration(self.provider.timeout),
+                sends = self.provider.max_send_attempts,
+            )
+        })
+    }
+
     /// The human summary printed by `check-config` (tokens masked).
     pub fn describe(&self) -> String {
-        let masked: Vec<String> = self.tokens.iter().map(|t| mask_secret(t)).collect();
+        let masked: Vec<String> = self.tokens.iter().map(|t| format!("{} ({})", mask_secret(&t.secret), t.role.as_str())).collect();
         let provider = match &self.provider.target {
             ProviderTarget::Url(url) => url.clone(),
             ProviderTarget::BuiltinMock => format!("{BUILTIN_MOCK} (no real calls are placed)"),
         };
+        let p = &self.provider;
+        let mut provider_details = format!(
+            "provider.kind:          {}\n\
+             provider.breaker:       opens after {} consecutive transport failures, probes after {}\n\
+             provider.throttle_budget: {}\n",
+            p.kind.as_str(),
+            p.breaker_failures,
+            fmt_duration(p.breaker_cooldown),
+            fmt_duration(p.throttle_budget),
+        );
+        if p.kind == ProviderKind::Webhook {
+            provider_details.push_str(&format!("provider.callback_secret: {}\n", if p.callback_secret.is_some() { "(set)" } else { "(none)" }));
+        }
+        if let Some(t) = &p.twilio {
+            let flow = match &t.call_flow {
+                CallFlow::Twiml(twiml) => format!("twiml {twiml}"),
+                CallFlow::Url(url) => format!("url {url}"),
+            };
+            let outcomes: Vec<String> = t.outcomes.entries().iter().map(|(k, o)| format!("{k}={}", o.as_str())).collect();
+            provider_details.push_str(&format!(
+                "provider.twilio:        base_url={} account_sid={} auth_token={} from={} ring_timeout={}s machine_detection={}\n\
+                 provider.call_flow:     {flow}\n\
+                 provider.outcomes:      {}\n",
+                t.base_url,
+                t.account_sid,
+                mask_secret(&t.auth_token),
+                t.from,
+                t.ring_timeout_seconds,
+                t.machine_detection.map(|m| m.as_str()).unwrap_or("off"),
+                outcomes.join(" "),
+            ));
+        }
         let l = &self.limits;
         format!(
             "config file:            {}\n\
@@ -161,7 +318,8 @@ impl Config {
              provider.url:           {}\n\
              provider.api_key:       {}\n\
              provider.timeout:       {}\n\
-             provider.max_send_attempts: {}\n\
+             provider.max_send_attempts: {} (worst-case send budget {})\n\
+             {}\
              workers:                {}\n\
              retry_config:           {}{}\n\
              storage.quick_repair:   {}\n\
@@ -182,6 +340,8 @@ impl Config {
             if self.provider.api_key.is_some() { "(set)" } else { "(none)" },
             fmt_duration(self.provider.timeout),
             self.provider.max_send_attempts,
+            fmt_duration(self.send_budget()),
+            provider_details,
             self.workers,
             self.retry_config.display(),
             match self.retry_max_attempts_override {
@@ -269,7 +429,7 @@ impl From<&str> for DurationText {
 struct RawConfig {
     listen: String,
     data_dir: PathBuf,
-    tokens: Vec<String>,
+    tokens: Vec<RawToken>,
     max_concurrent_calls: u32,
     max_calls_per_second: f64,
     duplicate_window: DurationText,
@@ -304,21 +464,76 @@ impl Default for RawConfig {
     }
 }
 
+/// A token as written: a bare string (role admin) or `{token, role}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawToken {
+    Plain(String),
+    WithRole(RawTokenWithRole),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenWithRole {
+    token: String,
+    role: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawProvider {
+    kind: String,
+    /// Webhook: the endpoint or `builtin-mock`. Twilio: `builtin-mock`, or the call flow's URL.
     url: Option<String>,
     api_key: Option<String>,
+    callback_secret: Option<String>,
     timeout: DurationText,
     max_send_attempts: u32,
+    breaker_failures: u32,
+    breaker_cooldown: DurationText,
+    throttle_budget: DurationText,
+    base_url: Option<String>,
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    from: Option<String>,
+    twiml: Option<String>,
+    machine_detection: Option<String>,
+    ring_timeout: Option<DurationText>,
+    outcomes: BTreeMap<String, String>,
     mock: RawMock,
 }
 
 impl Default for RawProvider {
     fn default() -> Self {
-        RawProvider { url: None, api_key: None, timeout: "10s".into(), max_send_attempts: 3, mock: RawMock::default() }
+        RawProvider {
+            kind: "webhook".into(),
+            url: None,
+            api_key: None,
+            callback_secret: None,
+            timeout: "10s".into(),
+            max_send_attempts: 3,
+            breaker_failures: 5,
+            breaker_cooldown: "30s".into(),
+            throttle_budget: "2m".into(),
+            base_url: None,
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            twiml: None,
+            machine_detection: None,
+            ring_timeout: None,
+            outcomes: BTreeMap::new(),
+            mock: RawMock::default(),
+        }
     }
 }
+
+/// The Twilio API's public base URL, the default of `provider.base_url`.
+pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+/// The call flow of the built-in mock in Twilio mode when neither `twiml` nor `url` is set.
+const BUILTIN_MOCK_TWIML: &str = "<Response><Say>Hello from callmgr.</Say></Response>";
+/// The caller id of the built-in mock in Twilio mode when `from` is not set (Twilio's test number).
+const BUILTIN_MOCK_FROM: &str = "+15005550006";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -587,15 +802,30 @@ fn validate(
     };
 
     let listen: SocketAddr = raw.listen.parse().map_err(|_| key_error("listen", format!("`{}` is not an address:port such as 127.0.0.1:8000", raw.listen)))?;
-    let tokens: Vec<String> = raw.tokens.iter().map(|t| t.trim().to_string()).collect();
-    if tokens.is_empty() {
-        return Err(key_error(
-            "tokens",
-            "no API token is configured, and the service refuses to run open: add one under `tokens:` in this file or set VALID_TOKENS".into(),
-        ));
+    let mut tokens = Vec::with_capacity(raw.tokens.len());
+    for (i, token) in raw.tokens.iter().enumerate() {
+        let (secret, role) = match token {
+            RawToken::Plain(secret) => (secret.trim().to_string(), Role::Admin),
+            RawToken::WithRole(RawTokenWithRole { token, role }) => {
+                let role = Role::parse(role).ok_or_else(|| key_error(&format!("tokens[{i}].role"), format!("`{role}` must be admin, viewer or provider")))?;
+                (token.trim().to_string(), role)
+            }
+        };
+        if secret.len() < 8 {
+            return Err(key_error("tokens", format!("token `{}` is shorter than 8 characters", mask_secret(&secret))));
+        }
+        if tokens.iter().any(|t: &Token| t.secret == secret) {
+            return Err(key_error("tokens", format!("token `{}` is listed twice", mask_secret(&secret))));
+        }
+        tokens.push(Token { secret, role });
     }
-    if let Some(short) = tokens.iter().find(|t| t.len() < 8) {
-        return Err(key_error("tokens", format!("token `{}` is shorter than 8 characters", mask_secret(short))));
+    if !tokens.iter().any(|t| t.role == Role::Admin) {
+        let problem = if tokens.is_empty() {
+            "no API token is configured, and the service refuses to run open: add one under `tokens:` in this file or set VALID_TOKENS"
+        } else {
+            "no token has the admin role: add one (a bare string is an admin token)"
+        };
+        return Err(key_error("tokens", problem.into()));
     }
     if raw.max_concurrent_calls == 0 {
         return Err(key_error("max_concurrent_calls", "must be at least 1".into()));
@@ -614,23 +844,7 @@ fn validate(
     {
         return Err(key_error("public_url", format!("`{url}` must start with http:// or https://")));
     }
-    let target = match raw.provider.url.as_deref().map(str::trim) {
-        None | Some("") => {
-            return Err(key_error(
-                "provider.url",
-                format!(
-                    "no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"
-                ),
-            ));
-        }
-        Some(BUILTIN_MOCK) => ProviderTarget::BuiltinMock,
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => ProviderTarget::Url(url.to_string()),
-        Some(other) => return Err(key_error("provider.url", format!("`{other}` must be an http(s) URL or `{BUILTIN_MOCK}`"))),
-    };
-    let provider_timeout = duration("provider.timeout", &raw.provider.timeout)?;
-    if raw.provider.max_send_attempts == 0 {
-        return Err(key_error("provider.max_send_attempts", "must be at least 1".into()));
-    }
+    let provider = validate_provider(raw.provider, key_error)?;
     let workers = positive("workers", raw.workers)?;
     if workers > 1024 {
         return Err(key_error("workers", "must be at most 1024 (each worker is a thread)".into()));
@@ -680,15 +894,7 @@ fn validate(
         duplicate_window,
         callback_timeout,
         public_url,
-        provider: ProviderConfig {
-            target,
-            api_key: raw.provider.api_key.filter(|k| !k.trim().is_empty()),
-            timeout: provider_timeout,
-            max_send_attempts: raw.provider.max_send_attempts,
-            mock_delay: raw.provider.mock.delay,
-            mock_mix: raw.provider.mock.mix,
-            mock_seed: raw.provider.mock.seed,
-        },
+        provider,
         workers,
         retry_config: raw.retry_config,
         retry_max_attempts_override,
@@ -699,6 +905,150 @@ fn validate(
         limits,
         log_level: raw.log.level,
         log_format,
+    })
+}
+
+fn is_http_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+/// `+` and 8 to 15 digits, the first not 0: a caller id Twilio can present.
+fn is_e164(text: &str) -> bool {
+    text.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
+}
+
+fn validate_provider(raw: RawProvider, key_error: &dyn Fn(&str, String) -> ConfigError) -> Result<ProviderConfig, ConfigError> {
+    let duration = |key: &str, text: &DurationText| parse_duration(&text.text()).map_err(|p| key_error(key, p));
+    let kind = match raw.kind.trim() {
+        "webhook" => ProviderKind::Webhook,
+        "twilio" => ProviderKind::Twilio,
+        other => return Err(key_error("provider.kind", format!("`{other}` must be `webhook` or `twilio`"))),
+    };
+    let nonempty = |value: Option<String>| value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let url = nonempty(raw.url);
+    let timeout = duration("provider.timeout", &raw.timeout)?;
+    if timeout < Duration::from_millis(10) {
+        return Err(key_error("provider.timeout", "must be at least 10ms".into()));
+    }
+    if raw.max_send_attempts == 0 {
+        return Err(key_error("provider.max_send_attempts", "must be at least 1".into()));
+    }
+    if raw.breaker_failures == 0 {
+        return Err(key_error("provider.breaker_failures", "must be at least 1".into()));
+    }
+    let breaker_cooldown = duration("provider.breaker_cooldown", &raw.breaker_cooldown)?;
+    if breaker_cooldown < Duration::from_millis(100) {
+        return Err(key_error("provider.breaker_cooldown", "must be at least 100ms".into()));
+    }
+    let throttle_budget = duration("provider.throttle_budget", &raw.throttle_budget)?;
+    let (target, twilio, api_key, callback_secret) = match kind {
+        ProviderKind::Webhook => {
+            let twilio_keys = [
+                ("base_url", raw.base_url.is_some()),
+                ("account_sid", raw.account_sid.is_some()),
+                ("auth_token", raw.auth_token.is_some()),
+                ("from", raw.from.is_some()),
+                ("twiml", raw.twiml.is_some()),
+                ("machine_detection", raw.machine_detection.is_some()),
+                ("ring_timeout", raw.ring_timeout.is_some()),
+                ("outcomes", !raw.outcomes.is_empty()),
+            ];
+            if let Some((key, _)) = twilio_keys.iter().find(|(_, given)| *given) {
+                return Err(key_error(&format!("provider.{key}"), "only applies with `provider.kind: twilio`".into()));
+            }
+            let target = match url.as_deref() {
+                None => {
+                    return Err(key_error(
+                        "provider.url",
+                        format!(
+                            "no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"
+                        ),
+                    ));
+                }
+                Some(BUILTIN_MOCK) => ProviderTarget::BuiltinMock,
+                Some(url) if is_http_url(url) => ProviderTarget::Url(url.to_string()),
+                Some(other) => return Err(key_error("provider.url", format!("`{other}` must be an http(s) URL or `{BUILTIN_MOCK}`"))),
+            };
+            (target, None, nonempty(raw.api_key), nonempty(raw.callback_secret))
+        }
+        ProviderKind::Twilio => {
+            for (key, given) in [("api_key", raw.api_key.is_some()), ("callback_secret", raw.callback_secret.is_some())] {
+                if given {
+                    return Err(key_error(
+                        &format!("provider.{key}"),
+                        "only applies with `provider.kind: webhook` (Twilio signs its callbacks with auth_token)".into(),
+                    ));
+                }
+            }
+            let builtin = url.as_deref() == Some(BUILTIN_MOCK);
+            let base_url = nonempty(raw.base_url).unwrap_or_else(|| TWILIO_BASE_URL.to_string());
+            if !is_http_url(&base_url) {
+                return Err(key_error("provider.base_url", format!("`{base_url}` must be an http(s) URL")));
+            }
+            let required = |key: &str, value: Option<String>, builtin_default: &str| match value {
+                Some(v) => Ok(v),
+                None if builtin => Ok(builtin_default.to_string()),
+                None => Err(key_error(&format!("provider.{key}"), format!("is required with `provider.kind: twilio`"))),
+            };
+            let account_sid = required("account_sid", nonempty(raw.account_sid), BUILTIN_MOCK_ACCOUNT_SID)?;
+            if account_sid.contains(['/', '?', '#', ' ']) {
+                return Err(key_error("provider.account_sid", format!("`{account_sid}` is not an account SID")));
+            }
+            let auth_token = required("auth_token", nonempty(raw.auth_token), BUILTIN_MOCK_AUTH_TOKEN)?;
+            let from = required("from", nonempty(raw.from), BUILTIN_MOCK_FROM)?;
+            if !is_e164(&from) {
+                return Err(key_error("provider.from", format!("`{from}` must be a number in E.164 form, e.g. +14155550000")));
+            }
+            let flow_url = url.filter(|u| u != BUILTIN_MOCK);
+            let call_flow = match (nonempty(raw.twiml), flow_url) {
+                (Some(_), Some(_)) => return Err(key_error("provider.twiml", "give either `twiml` or `url` (the call flow), not both".into())),
+                (Some(twiml), None) => CallFlow::Twiml(twiml),
+                (None, Some(url)) if is_http_url(&url) => CallFlow::Url(url),
+                (None, Some(url)) => return Err(key_error("provider.url", format!("`{url}` must be the call flow's http(s) URL or `{BUILTIN_MOCK}`"))),
+                (None, None) if builtin => CallFlow::Twiml(BUILTIN_MOCK_TWIML.to_string()),
+                (None, None) => {
+                    return Err(key_error("provider.twiml", "the call flow is required: set `twiml` (inline TwiML) or `url` (where Twilio fetches it)".into()));
+                }
+            };
+            let machine_detection =
+                MachineDetection::parse(raw.machine_detection.as_deref().unwrap_or("off")).map_err(|p| key_error("provider.machine_detection", p))?;
+            let ring_timeout = match &raw.ring_timeout {
+                Some(text) => duration("provider.ring_timeout", text)?,
+                None => Duration::from_secs(30),
+            };
+            let ring_timeout_seconds = ring_timeout.as_secs();
+            if !(1..=RING_TIMEOUT_SECONDS_MAX as u64).contains(&ring_timeout_seconds) {
+                return Err(key_error("provider.ring_timeout", format!("must be from 1s to {RING_TIMEOUT_SECONDS_MAX}s")));
+            }
+            let outcomes = OutcomeMap::parse(&raw.outcomes).map_err(|e| key_error(&format!("provider.outcomes.{}", e.key), e.problem))?;
+            let target = if builtin { ProviderTarget::BuiltinMock } else { ProviderTarget::Url(base_url.clone()) };
+            let twilio = TwilioConfig {
+                base_url,
+                account_sid,
+                auth_token,
+                from,
+                call_flow,
+                machine_detection,
+                ring_timeout_seconds: ring_timeout_seconds as u32,
+                outcomes,
+            };
+            (target, Some(twilio), None, None)
+        }
+    };
+    Ok(ProviderConfig {
+        kind,
+        target,
+        api_key,
+        callback_secret,
+        twilio,
+        timeout,
+        max_send_attempts: raw.max_send_attempts,
+        breaker_failures: raw.breaker_failures,
+        breaker_cooldown,
+        throttle_budget,
+        mock_delay: raw.mock.delay,
+        mock_mix: raw.mock.mix,
+        mock_seed: raw.mock.seed,
     })
 }
 
@@ -795,7 +1145,8 @@ mod tests {
         assert_eq!(config.duplicate_window, Duration::from_secs(120));
         assert_eq!(config.provider.target, ProviderTarget::Url("http://127.0.0.1:9/x".into()));
         assert_eq!(config.provider.timeout, Duration::from_secs(4));
-        assert_eq!(config.tokens, vec!["token-one-1", "token-two-2", "token-three"]);
+        assert_eq!(config.tokens.iter().map(|t| t.secret.as_str()).collect::<Vec<_>>(), vec!["token-one-1", "token-two-2", "token-three"]);
+        assert!(config.tokens.iter().all(|t| t.role == Role::Admin));
         assert_eq!(config.retry_config, PathBuf::from("/etc/r.yaml"));
         assert_eq!(config.retry_max_attempts_override, Some(5));
     }

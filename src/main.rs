@@ -87,37 +87,58 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     init_logging(&config.log_level, config.log_format);
     let clock = Arc::new(SystemClock);
-    runtime()?
+    let runtime = runtime()?;
+    let result = runtime
         .block_on(async move {
-            let provider_url = match &config.provider.target {
-                config::ProviderTarget::Url(url) => url.clone(),
-                config::ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
+            let provider_url = match (&config.provider.target, &config.provider.twilio) {
+                (config::ProviderTarget::Url(url), _) => url.clone(),
+                (config::ProviderTarget::BuiltinMock, _) => start_builtin_mock(&config).await?,
             };
             callmgr::service::serve(config, rules, clock, provider_url, termination()).await
         })
-        .map_err(Failure::runtime)
+        .map_err(Failure::runtime);
+    // `serve` kept its stop within limits.shutdown_timeout; nothing left on the runtime may extend it.
+    runtime.shutdown_background();
+    result
 }
 
-/// `provider.url: builtin-mock`: the mock provider in this process (the first-run demo).
+/// `provider.url: builtin-mock`: the mock provider in this process (the first-run demo), speaking
+/// the configured protocol. Returns where the service reaches it.
 async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
+    let protocol = match &config.provider.twilio {
+        None => mock_provider::Protocol::Webhook,
+        Some(twilio) => mock_provider::Protocol::Twilio { account_sid: twilio.account_sid.clone(), auth_token: twilio.auth_token.clone() },
+    };
+    // The mock's webhook callbacks carry a token allowed to post them.
+    let callback_token = config
+        .tokens
+        .iter()
+        .find(|t| t.role == config::Role::Provider)
+        .or_else(|| config.tokens.iter().find(|t| t.role == config::Role::Admin))
+        .map(|t| t.secret.clone())
+        .unwrap_or_default();
     let settings = MockSettings {
         delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
         mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
         seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
-        protocol: mock_provider::Protocol::Webhook,
-        token: config.tokens[0].clone(),
-        callback_secret: None,
+        protocol,
+        token: callback_token,
+        callback_secret: config.provider.callback_secret.clone(),
         callback_url: None,
     };
+    let twilio = config.provider.twilio.is_some();
     let address = MockProvider::start(settings).serve_in_process().await?;
-    tracing::warn!(mock = %address, "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED");
-    Ok(format!("http://{address}/api/initiate-call"))
+    tracing::warn!(mock = %address, protocol = if twilio { "twilio" } else { "webhook" }, "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED");
+    Ok(if twilio { format!("http://{address}") } else { format!("http://{address}/api/initiate-call") })
 }
 
 fn check_config(path: &std::path::Path, avg_call_seconds: f64) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     if !(avg_call_seconds.is_finite() && avg_call_seconds > 0.0) {
         return Err(Failure::usage("--avg-call-seconds must be above 0"));
+    }
+    if let Some(problem) = config.callback_timeout_problem() {
+        return Err(Failure::usage(problem));
     }
     print!("{}", config.describe());
     println!("retry rules ({}):\n{}", config.retry_config.display(), rules.describe());

@@ -97,3 +97,94 @@ mod tests {
         }
     }
 }
+
+/// `text` (a provider's error body, a transport error) with everything that looks like a phone
+/// number masked like [`mask`]: a run of 7 to 15 digits, optionally after `+`, with single
+/// spaces, dashes or parentheses between groups (and dots after a `+`), that is not part of a
+/// word (so ids such as `CA5088b159…` and UUIDs stay readable). Longer runs (UUIDs, timestamps in
+/// milliseconds) are left alone.
+pub fn mask_numbers_in(text: &str) -> String {
+    const DIGITS_MIN: usize = 7;
+    const DIGITS_MAX: usize = 15;
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let word_before = i > 0 && chars[i - 1].is_alphanumeric();
+        let plus = chars[i] == '+' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit() || *c == '(');
+        let starts = !word_before && (plus || chars[i].is_ascii_digit() || (chars[i] == '(' && chars.get(i + 1).is_some_and(char::is_ascii_digit)));
+        if !starts {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // Extend over digits and separators (at most two separators in a row, each followed by more).
+        let mut end = i + usize::from(plus);
+        let mut digits = 0usize;
+        let mut last_digit_end = end;
+        let mut separators = 0;
+        while end < chars.len() {
+            let c = chars[end];
+            if c.is_ascii_digit() {
+                digits += 1;
+                separators = 0;
+                end += 1;
+                last_digit_end = end;
+            } else if (matches!(c, ' ' | '-' | '(' | ')') || (plus && c == '.')) && separators < 2 {
+                separators += 1;
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        let word_after = chars.get(last_digit_end).is_some_and(|c| c.is_alphanumeric());
+        if (DIGITS_MIN..=DIGITS_MAX).contains(&digits) && !word_after {
+            let run: String = chars[i..last_digit_end].iter().filter(|c| c.is_ascii_digit()).collect();
+            // Masked as if written with `+`, so that at most four digits show in front either way.
+            let masked = mask(&format!("+{run}"));
+            out.push_str(if plus { &masked } else { &masked[1..] });
+            i = last_digit_end;
+        } else {
+            // Not a number: copy the run's first character and look again from the next one, so
+            // that a long digit run is skipped whole rather than masked in part.
+            let skip_to = if digits > DIGITS_MAX || word_after { last_digit_end.max(i + 1) } else { i + 1 };
+            out.extend(&chars[i..skip_to]);
+            i = skip_to;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod mask_numbers_in_tests {
+    use super::mask_numbers_in;
+
+    #[test]
+    fn masks_numbers_in_provider_text_and_leaves_ids_alone() {
+        let cases = [
+            ("The 'To' number 5551234567 is not a valid phone number.", "The 'To' number 5551****67 is not a valid phone number."),
+            (r#"{"to": "+14155550101", "error": "barred"}"#, r#"{"to": "+1415*****01", "error": "barred"}"#),
+            ("call +1 (415) 555-0101 refused", "call +1415*****01 refused"),
+            ("+44.20.7946.0958 failed", "+4420******58 failed"),
+            ("Twilio error 21211: bad", "Twilio error 21211: bad"),
+            ("HTTP 503: maintenance", "HTTP 503: maintenance"),
+            ("call 0190a5c4-0000-7000-8000-000000000001 attempt 2", "call 0190a5c4-0000-7000-8000-000000000001 attempt 2"),
+            ("sid CAe1644a7eed5088b159577c5802d8be38", "sid CAe1644a7eed5088b159577c5802d8be38"),
+            ("id 17800000000000000 is long", "id 17800000000000000 is long"),
+            ("io: Connection refused (os error 111)", "io: Connection refused (os error 111)"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(mask_numbers_in(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn no_unmasked_number_survives() {
+        let text = "numbers: 14155550101, +442079460958 and (415) 555 0101; more 5551234567x";
+        let masked = mask_numbers_in(text);
+        for number in ["14155550101", "442079460958", "5550101"] {
+            assert!(!masked.contains(number), "{number} in {masked}");
+        }
+    }
+}

@@ -4,8 +4,11 @@
 //! Start order: store → recovery scan → writer → scheduler (recovered) → workers → mock provider
 //! (builtin-mock only) → listener → ready (`/readyz` 200, systemd READY=1).
 //! Stop order: stop accepting and finish in-flight requests → scheduler stops dispatching (drops
-//! the dial channel) → workers finish their current request and report it → the last writer
-//! handle drops → the writer commits what is queued and exits.
+//! the dial channel) → workers wake from any wait and stop (one in a provider request finishes
+//! that request and reports it) → the last writer handle drops → the writer commits what is
+//! queued and exits. All of it within `limits.shutdown_timeout`, whatever the provider does: a
+//! thread still busy at the end of the budget is left behind, and what it did not report stays
+//! PROCESSING in the store, exactly as after a crash.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use crate::config::Config;
 use crate::core::clock::SharedClock;
 use crate::core::retry::RetryRules;
 use api::AppState;
-use dispatch::ProviderClient;
+use dispatch::{ProviderClient, ProviderHealth, SendBoard, TwilioClient, WebhookClient, Workers};
 use scheduler::{Scheduler, SchedulerSettings};
 use stats::{Gauges, LiveStats};
 use store::Store;
@@ -42,8 +45,9 @@ pub const EXIT_STORAGE_FAILURE: i32 = 70;
 const WRITER_STALL_MS: i64 = 30_000;
 const SCHEDULER_STALL_MS: i64 = 5_000;
 
-/// Runs the service until `shutdown` resolves. `provider_url` is where dial requests go (the
-/// configured endpoint, or the address of a mock provider the caller started).
+/// Runs the service until `shutdown` resolves. `provider_url` is where the provider is reached:
+/// the webhook endpoint, or the Twilio API's base URL (the configured one, or the address of a
+/// mock provider the caller started).
 pub async fn serve(
     config: Config,
     rules: RetryRules,
@@ -58,6 +62,9 @@ pub async fn serve(
     }
     if config.uses_dev_token() {
         tracing::warn!("the development token `dev-token-12345` is accepted: set your own tokens before exposing this service");
+    }
+    if let Some(problem) = config.callback_timeout_problem() {
+        tracing::warn!("{problem} (serving anyway: a deadline that passes while a dial request is being resent waits for that request)");
     }
 
     let store = {
@@ -86,11 +93,16 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let bound = listener.local_addr()?;
     let callback_url: Arc<str> = config.callback_url(bound).into();
+    let public_base: Arc<str> = config.public_base(bound).into();
+    let board = Arc::new(SendBoard::default());
+    let health = Arc::new(ProviderHealth::new(config.provider.breaker_failures, config.provider.breaker_cooldown.as_millis() as i64));
+    let twilio = config.provider.twilio.clone();
 
     let gauges = Arc::new(Gauges::new(config.max_concurrent_calls));
     let stats = Arc::new(LiveStats::new(clock.now_ms()));
     let rules = Arc::new(rules);
     let (events_tx, events_rx) = crossbeam_channel::bounded(config.limits.event_queue_max);
+    let worker_events = events_tx.clone();
     let writer_core = Writer::new(
         store.clone(),
         rules.clone(),
@@ -106,7 +118,10 @@ pub async fn serve(
             batch_max: config.limits.writer_batch_max,
             items_max: config.limits.batch_max,
             cancel_chunk_max: config.limits.cancel_chunk_max,
+            // Long enough for the lookup to wait for a free worker and then take its own timeout.
+            lookup_budget: twilio.is_some().then(|| config.provider.timeout * 3 + Duration::from_secs(5)),
         },
+        board.clone(),
     )?;
     // Fail-stop: after a storage error the file's state is unknown; exit so that the supervisor
     // restarts the service and recovery starts from the last commit.
@@ -114,30 +129,55 @@ pub async fn serve(
 
     // Every job in the dial channel holds a slot, so it never holds more than the limit.
     let (dial_tx, dial_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
+    let recovered_in_flight: Vec<_> = recovered.in_flight.iter().map(|(_, call_id, _)| *call_id).collect();
     let scheduler = Scheduler::recover(
         recovered,
         clock.clone(),
         writer.clone(),
         dial_tx,
+        health.clone(),
         gauges.clone(),
         stats.clone(),
         SchedulerSettings {
             max_concurrent_calls: config.max_concurrent_calls,
             max_calls_per_second: config.max_calls_per_second,
             retry_release_max: config.limits.retry_release_max,
+            callback_timeout_ms: config.callback_timeout.as_millis() as i64,
         },
     );
     let (stop_scheduler, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let scheduler_thread = std::thread::Builder::new().name("callmgr-scheduler".into()).spawn(move || scheduler.run(events_rx, stop_rx))?;
 
-    let client = Arc::new(ProviderClient::new(
-        provider_url,
-        config.provider.api_key.clone(),
-        config.provider.timeout,
-        config.provider.max_send_attempts,
-        config.workers,
-    ));
-    let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
+    let client = match twilio {
+        None => ProviderClient::Webhook(WebhookClient::new(provider_url, config.provider.api_key.clone(), config.provider.timeout, config.workers)),
+        Some(settings) => ProviderClient::Twilio(TwilioClient::new(settings, provider_url, public_base.clone(), config.provider.timeout, config.workers)),
+    };
+    let pool = Arc::new(Workers {
+        writer: writer.clone(),
+        client: Arc::new(client),
+        stats: stats.clone(),
+        clock: clock.clone(),
+        board,
+        health: health.clone(),
+        events: worker_events,
+        max_send_attempts: config.provider.max_send_attempts,
+        throttle_budget: config.provider.throttle_budget,
+    });
+    // Dropping `stop_workers` wakes every worker from its waits.
+    let (stop_workers, workers_stopping) = crossbeam_channel::bounded::<()>(0);
+    let workers = dispatch::spawn_workers(config.workers, dial_rx, pool, workers_stopping);
+    if config.provider.twilio.is_some() && !recovered_in_flight.is_empty() {
+        // Calls in flight at the last stop are looked up at once, not after their callback timeout.
+        tracing::info!(calls = recovered_in_flight.len(), "asking the provider about the calls that were in flight at the last stop");
+        let writer = writer.clone();
+        std::thread::Builder::new().name("callmgr-reconcile".into()).spawn(move || {
+            for chunk in recovered_in_flight.chunks(1000) {
+                if !writer.send(writer::Command::ReconcileRecovered { call_ids: chunk.to_vec() }) {
+                    break;
+                }
+            }
+        })?;
+    }
 
     let exports = Arc::new(tokio::sync::Semaphore::new(config.limits.exports_max));
     let state = AppState {
@@ -148,6 +188,8 @@ pub async fn serve(
         gauges: gauges.clone(),
         stats,
         clock: clock.clone(),
+        public_base: public_base.clone(),
+        provider_health: health,
         exports,
     };
     let app = api::router(state);
@@ -157,36 +199,40 @@ pub async fn serve(
     let watchdog = tokio::spawn(watchdog(gauges.clone(), writer.clone(), clock.clone()));
 
     let shutdown_timeout = config.limits.shutdown_timeout;
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<Instant>();
     let server = http::run(listener, app, http_settings, async move {
         shutdown.await;
         tracing::info!("stopping: no new connections; finishing requests in flight");
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
-        let _ = drain_tx.send(());
+        let _ = drain_tx.send(Instant::now());
     });
     let server = tokio::spawn(server);
-    let _ = drain_rx.await;
-    // In-flight requests get the whole budget; whatever is left goes to the threads below.
-    let deadline = Instant::now() + shutdown_timeout;
-    match tokio::time::timeout(shutdown_timeout, server).await {
+    let stop_started = drain_rx.await.unwrap_or_else(|_| Instant::now());
+    // The whole stop fits in the budget: requests in flight, then the threads, then exit.
+    let deadline = stop_started + shutdown_timeout;
+    match tokio::time::timeout_at(deadline.into(), server).await {
         Ok(result) => result??,
         Err(_) => tracing::warn!("requests still open after {}; closing them", crate::config::fmt_duration(shutdown_timeout)),
     }
     watchdog.abort();
     gauges.ready.store(false, Ordering::Release);
     let _ = stop_scheduler.send(());
+    drop(stop_workers);
     drop(writer);
-    let joined = tokio::task::spawn_blocking(move || {
+    // Joined on a plain thread, not the runtime's blocking pool: the runtime must not wait for a
+    // worker stuck in a provider request when it shuts down.
+    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("callmgr-stop".into()).spawn(move || {
         let _ = scheduler_thread.join();
         for worker in workers {
             let _ = worker.join();
         }
         let _ = writer_thread.join();
-    });
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-    if tokio::time::timeout(left, joined).await.is_err() {
+        let _ = joined_tx.send(());
+    })?;
+    if tokio::time::timeout_at(deadline.into(), joined_rx).await.is_err() {
         tracing::warn!(
-            "workers still waiting on the provider at the end of the shutdown budget; their calls stay PROCESSING and resolve by callback or timeout"
+            "a worker is still waiting on the provider at the end of limits.shutdown_timeout; stopping anyway: what it did not report stays PROCESSING and is resolved after the restart like a crash"
         );
     } else {
         tracing::info!("stopped cleanly");
