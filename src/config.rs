@@ -464,6 +464,31 @@ impl Default for RawConfig {
     }
 }
 
+/// A text value that YAML would read as a number when unquoted (`+14155550000`, an all-digit
+/// secret): refused with the fix, since the number has lost what was written (the `+`, zeros).
+fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => {
+            let shown = serde_norway::to_string(&other).unwrap_or_default();
+            Err(serde::de::Error::custom(format!("`{}` is not text here: write it in quotes, e.g. \"+14155550000\"", shown.trim())))
+        }
+    }
+}
+
+/// Keys whose environment value is always text, never read as a number or a boolean.
+const ENV_TEXT_KEYS: &[&str] = &[
+    "provider.from",
+    "provider.auth_token",
+    "provider.account_sid",
+    "provider.api_key",
+    "provider.callback_secret",
+    "provider.twiml",
+    "provider.url",
+    "provider.base_url",
+];
+
 /// A token as written: a bare string (role admin) or `{token, role}`.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -485,7 +510,9 @@ struct RawProvider {
     kind: String,
     /// Webhook: the endpoint or `builtin-mock`. Twilio: `builtin-mock`, or the call flow's URL.
     url: Option<String>,
+    #[serde(deserialize_with = "text")]
     api_key: Option<String>,
+    #[serde(deserialize_with = "text")]
     callback_secret: Option<String>,
     timeout: DurationText,
     max_send_attempts: u32,
@@ -493,8 +520,11 @@ struct RawProvider {
     breaker_cooldown: DurationText,
     throttle_budget: DurationText,
     base_url: Option<String>,
+    #[serde(deserialize_with = "text")]
     account_sid: Option<String>,
+    #[serde(deserialize_with = "text")]
     auth_token: Option<String>,
+    #[serde(deserialize_with = "text")]
     from: Option<String>,
     twiml: Option<String>,
     machine_detection: Option<String>,
@@ -724,7 +754,8 @@ fn apply_env(tree: &mut Value, env: &BTreeMap<String, String>, file: &str) -> Re
             continue;
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
-        set_path(tree, &key, scalar(raw));
+        let value = if ENV_TEXT_KEYS.contains(&key.as_str()) { Value::String(raw.clone()) } else { scalar(raw) };
+        set_path(tree, &key, value);
         origin.insert(key, name.clone());
     }
     Ok(origin)

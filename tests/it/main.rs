@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod carrier;
 mod dialing;
 mod disk;
 mod faults;
