@@ -1019,7 +1019,7 @@ fn validate_provider(raw: RawProvider, key_error: &dyn Fn(&str, String) -> Confi
             let required = |key: &str, value: Option<String>, builtin_default: &str| match value {
                 Some(v) => Ok(v),
                 None if builtin => Ok(builtin_default.to_string()),
-                None => Err(key_error(&format!("provider.{key}"), format!("is required with `provider.kind: twilio`"))),
+                None => Err(key_error(&format!("provider.{key}"), "is required with `provider.kind: twilio`".to_string())),
             };
             let account_sid = required("account_sid", nonempty(raw.account_sid), BUILTIN_MOCK_ACCOUNT_SID)?;
             if account_sid.contains(['/', '?', '#', ' ']) {
@@ -1202,5 +1202,90 @@ mod tests {
         let text = config.describe();
         assert!(!text.contains("a-long-token"));
         assert!(text.contains("a-lo…en"));
+    }
+
+    const TWILIO: &str = "tokens: [a-long-token]\nprovider:\n  kind: twilio\n  account_sid: AC123\n  auth_token: twilio-secret\n  from: \"+14155550000\"\n  twiml: \"<Response/>\"\n";
+
+    #[test]
+    fn twilio_settings_are_read_with_their_defaults() {
+        let config = load_text(TWILIO, &[]).unwrap();
+        assert_eq!(config.provider.kind, ProviderKind::Twilio);
+        assert_eq!(config.provider.target, ProviderTarget::Url(TWILIO_BASE_URL.into()));
+        let twilio = config.provider.twilio.as_ref().unwrap();
+        assert_eq!((twilio.account_sid.as_str(), twilio.auth_token.as_str(), twilio.from.as_str()), ("AC123", "twilio-secret", "+14155550000"));
+        assert_eq!(twilio.call_flow, CallFlow::Twiml("<Response/>".into()));
+        assert_eq!((twilio.ring_timeout_seconds, twilio.machine_detection, twilio.outcomes), (30, None, OutcomeMap::default()));
+        let text = config.describe();
+        assert!(text.contains("provider.kind:          twilio") && !text.contains("twilio-secret"), "{text}");
+        // The auth token from the environment; the outcome map and call flow URL from the file.
+        let text = TWILIO
+            .replace("  twiml: \"<Response/>\"\n", "  url: https://flow.example.com/x.xml\n  outcomes: {busy: disconnected}\n  machine_detection: Enable\n");
+        let config = load_text(&text, &[("CALLMGR_PROVIDER__AUTH_TOKEN", "1234567890")]).unwrap();
+        let twilio = config.provider.twilio.unwrap();
+        assert_eq!(twilio.auth_token, "1234567890", "digits from the environment stay text");
+        assert_eq!(twilio.call_flow, CallFlow::Url("https://flow.example.com/x.xml".into()));
+        assert_eq!(twilio.outcomes.busy, crate::core::model::Outcome::Disconnected);
+        assert_eq!(twilio.machine_detection, Some(MachineDetection::Enable));
+        // The built-in mock in Twilio mode needs no account.
+        let config = load_text("tokens: [a-long-token]\nprovider: {kind: twilio, url: builtin-mock}\n", &[]).unwrap();
+        assert_eq!(config.provider.target, ProviderTarget::BuiltinMock);
+        assert_eq!(config.provider.twilio.unwrap().account_sid, BUILTIN_MOCK_ACCOUNT_SID);
+    }
+
+    #[test]
+    fn twilio_errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("  auth_token: twilio-secret\n", "", "key `provider.auth_token`: is required"),
+            ("  from: \"+14155550000\"\n", "  from: +14155550000\n", "key `provider.from`: `14155550000` is not text here: write it in quotes"),
+            ("  from: \"+14155550000\"\n", "  from: \"4155550000\"\n", "key `provider.from`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: \"<Response/>\"\n  url: https://x.example.com/f\n", "key `provider.twiml`: give either"),
+            ("  twiml: \"<Response/>\"\n", "", "key `provider.twiml`: the call flow is required"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  outcomes: {ringing: RNR}\n", "key `provider.outcomes.ringing`: not a final Twilio call status"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  ring_timeout: 900s\n", "key `provider.ring_timeout`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  machine_detection: maybe\n", "key `provider.machine_detection`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  callback_secret: s\n", "key `provider.callback_secret`: only applies with `provider.kind: webhook`"),
+            ("  kind: twilio\n", "  kind: sip\n", "key `provider.kind`"),
+        ];
+        for (from, to, expected) in cases {
+            let err = load_text(&TWILIO.replace(from, to), &[]).unwrap_err();
+            assert!(err.contains(expected), "for {to:?} expected {expected:?} in {err}");
+        }
+        let err = load_text("tokens: [a-long-token]\nprovider: {url: builtin-mock, account_sid: AC1}\n", &[]).unwrap_err();
+        assert!(err.contains("key `provider.account_sid`: only applies with `provider.kind: twilio`"), "{err}");
+    }
+
+    #[test]
+    fn tokens_carry_roles_and_one_must_be_admin() {
+        let text = "tokens: [admin-token-1, {token: viewer-token-1, role: viewer}, {token: provider-token-1, role: provider}]\nprovider: {url: builtin-mock}\n";
+        let config = load_text(text, &[]).unwrap();
+        let roles: Vec<(&str, Role)> = config.tokens.iter().map(|t| (t.secret.as_str(), t.role)).collect();
+        assert_eq!(roles, vec![("admin-token-1", Role::Admin), ("viewer-token-1", Role::Viewer), ("provider-token-1", Role::Provider)]);
+        assert!(config.describe().contains("view…-1 (viewer)"));
+        let err = load_text("tokens: [admin-token-1, {token: other-token-1, role: root}]\nprovider: {url: builtin-mock}\n", &[]).unwrap_err();
+        assert!(err.contains("key `tokens[1].role`: `root` must be admin, viewer or provider"), "{err}");
+        let err = load_text("tokens: [{token: viewer-token-1, role: viewer}]\nprovider: {url: builtin-mock}\n", &[]).unwrap_err();
+        assert!(err.contains("no token has the admin role"), "{err}");
+    }
+
+    #[test]
+    fn a_callback_timeout_shorter_than_the_send_budget_is_a_problem_naming_both_keys() {
+        let config = load_text(&format!("{MINIMAL}callback_timeout: 5s\n"), &[("CALLMGR_PROVIDER__TIMEOUT", "2s")]).unwrap();
+        assert_eq!(config.send_budget(), Duration::from_millis(6_600), "3 sends of 2s, pauses of 200ms and 400ms");
+        let problem = config.callback_timeout_problem().unwrap();
+        assert!(problem.starts_with("test.yaml: key `callback_timeout`: 5s is shorter than the worst-case send budget 6s 600ms"), "{problem}");
+        assert!(problem.contains("provider.timeout") && problem.contains("provider.max_send_attempts"), "{problem}");
+        assert_eq!(load_text(MINIMAL, &[]).unwrap().callback_timeout_problem(), None);
+        assert_eq!((resend_backoff(1), resend_backoff(5), resend_backoff(40)), (Duration::from_millis(200), Duration::from_millis(3_200), RESEND_BACKOFF_MAX));
+    }
+
+    #[test]
+    fn breaker_and_throttle_settings() {
+        let config = load_text(MINIMAL, &[]).unwrap();
+        assert_eq!((config.provider.breaker_failures, config.provider.breaker_cooldown), (5, Duration::from_secs(30)));
+        assert_eq!(config.provider.throttle_budget, Duration::from_secs(120));
+        let err = load_text(MINIMAL, &[("CALLMGR_PROVIDER__BREAKER_FAILURES", "0")]).unwrap_err();
+        assert!(err.contains("provider.breaker_failures (from environment CALLMGR_PROVIDER__BREAKER_FAILURES)"), "{err}");
+        let config = load_text(MINIMAL, &[("CALLMGR_PROVIDER__CALLBACK_SECRET", "12345")]).unwrap();
+        assert_eq!(config.provider.callback_secret.as_deref(), Some("12345"));
     }
 }

@@ -90,9 +90,9 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let runtime = runtime()?;
     let result = runtime
         .block_on(async move {
-            let provider_url = match (&config.provider.target, &config.provider.twilio) {
-                (config::ProviderTarget::Url(url), _) => url.clone(),
-                (config::ProviderTarget::BuiltinMock, _) => start_builtin_mock(&config).await?,
+            let provider_url = match &config.provider.target {
+                config::ProviderTarget::Url(url) => url.clone(),
+                config::ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
             };
             callmgr::service::serve(config, rules, clock, provider_url, termination()).await
         })
@@ -252,7 +252,7 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
                 callmgr::tools::bench::InitiateArgs { url, token, connections: connections.max(1), rate, duration: duration(&d)?, server_env: Vec::new() };
             callmgr::tools::bench::initiate(&args)
         }
-        BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers } => {
+        BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers, protocol } => {
             let args = callmgr::tools::bench::EndToEndArgs {
                 calls,
                 connections: connections.max(1),
@@ -261,6 +261,7 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
                 workers,
                 duration: d.as_deref().map(duration).transpose()?,
                 server_env: Vec::new(),
+                twilio: protocol == "twilio",
             };
             callmgr::tools::bench::end_to_end(&args)
         }

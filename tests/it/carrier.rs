@@ -770,3 +770,18 @@ fn numbers_in_a_providers_error_text_are_masked_everywhere() {
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(clear)).collect();
     assert!(leaks.is_empty(), "unmasked number in the log: {leaks:#?}");
 }
+
+#[test]
+fn the_builtin_mock_plays_twilio_with_signed_status_callbacks() {
+    let server = Server::start(Options { mock_delay: "0..100ms".into(), env: env(&[("CALLMGR_PROVIDER__KIND", "twilio")]), ..Options::default() });
+    let campaign = server.create_campaign(json!({"name": "mock"}));
+    let ids: Vec<String> = (0..5).map(|n| call_id(&server.initiate(campaign, &phone(n)))).collect();
+    for id in &ids {
+        let call = wait_until("the mock's outcome", Duration::from_secs(20), || {
+            let call = server.call(id);
+            call["last_outcome"].is_string().then_some(call)
+        });
+        assert!(call["attempts"][0]["external_call_id"].as_str().is_some_and(|sid| sid.starts_with("CA")), "{call}");
+    }
+    assert!(server.log_text().contains("NO REAL CALLS ARE PLACED"));
+}
