@@ -6,8 +6,9 @@
 #
 #   bash benches/callbacks.sh [CALLS] [DURATION]
 #
-# Environment: CARGO_TARGET_DIR (default /work/target-carrier-bench), PORT (default 18100),
-# CONNECTIONS (64), THREADS (4), CACHE_MB (storage.cache_size_mb, default 256), KEEP=1 keeps the
+# Environment: BIN (a callmgr binary to measure instead of building this tree),
+# CARGO_TARGET_DIR (default /work/target-carrier-bench), PORT (default 18100),
+# CONNECTIONS (64), THREADS (4), ORDER (random or dial, see below), CACHE_MB (storage.cache_size_mb, default 256), KEEP=1 keeps the
 # temp dir. Prints the writer's commit statistics from the log when log level debug is asked
 # (LOG=debug).
 set -euo pipefail
@@ -22,8 +23,12 @@ threads=${THREADS:-4}
 token=bench-token-12345
 batch=10000
 
-(cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release --quiet)
-bin="$target/release/callmgr"
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release --quiet)
+    bin="$target/release/callmgr"
+fi
 
 work=$(mktemp -d)
 server_pid=
@@ -67,16 +72,22 @@ for ((start = 0; start < calls; start += batch)); do
 done
 echo "accepted $(wc -l <"$work/ids.txt") calls"
 started=$(date +%s)
+# Measure only once every dial request was sent and its answer committed: otherwise the workers
+# and the writer are still busy with the dials during the run.
 while :; do
-    in_flight=$(api "http://127.0.0.1:$port/api/v1/metrics/" | grep -oE '"current_concurrent_calls":[0-9]+' | cut -d: -f2)
-    dialled_with_answer=$(api "http://127.0.0.1:$port/api/v1/metrics/" | grep -oE '"queue_depth":[0-9]+' | cut -d: -f2)
-    [ "$in_flight" -ge "$calls" ] && [ "$dialled_with_answer" -eq 0 ] && break
+    sent=$(api "http://127.0.0.1:$port/metrics" | grep -E '^callmgr_provider_request_duration_seconds_count' | awk '{print $2}')
+    [ "${sent:-0}" -ge "$calls" ] && break
     sleep 1
 done
-# Let the workers' last provider answers land before measuring.
-sleep 5
-echo "$calls calls in flight after $(( $(date +%s) - started )) s; store $(du -sh "$work/data" | cut -f1)"
-shuf "$work/ids.txt" -o "$work/ids.txt" --random-source=<(yes)
+until [ "$(api "http://127.0.0.1:$port/api/v1/metrics/" | grep -oE '"writer_queue":[0-9]+' | cut -d: -f2)" -eq 0 ]; do sleep 0.2; done
+sleep 2
+echo "$calls calls in flight, every dial answered, after $(( $(date +%s) - started )) s; store $(du -sh "$work/data" | cut -f1)"
+# ORDER=random (default): callbacks in an order unrelated to the dials, the worst case for the
+# store's indexes; ORDER=dial: in the order the calls were dialled, as a provider's callbacks
+# mostly come (ring and talk times differ by seconds to minutes).
+if [ "${ORDER:-random}" = random ]; then
+    shuf "$work/ids.txt" -o "$work/ids.txt" --random-source=<(yes)
+fi
 
 server_cpu_before=$(ps -o times= -p "$server_pid")
 IDS="$work/ids.txt" TOKEN="$token" THREADS="$threads" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/benches/callbacks.lua" "http://127.0.0.1:$port" | tee "$work/wrk.txt"

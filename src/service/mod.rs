@@ -180,7 +180,7 @@ pub async fn serve(
     }
 
     let exports = Arc::new(tokio::sync::Semaphore::new(config.limits.exports_max));
-    let state = AppState {
+    let state = AppState::new(api::AppParts {
         writer: writer.clone(),
         store: store.clone(),
         config: config.clone(),
@@ -191,7 +191,7 @@ pub async fn serve(
         public_base: public_base.clone(),
         provider_health: health,
         exports,
-    };
+    });
     let app = api::router(state);
     gauges.ready.store(true, Ordering::Release);
     tracing::info!(address = %bound, callback_url = %callback_url, boot_ms = boot_started.elapsed().as_millis() as u64, "callmgr listening on http://{bound}");

@@ -32,9 +32,26 @@ use crate::service::store::Store;
 use crate::service::writer::WriterHandle;
 use error::ApiError;
 
-/// What every handler can reach. Cheap to clone (handles and `Arc`s).
+/// What every handler can reach: one `Arc`, so that the clone each middleware and handler takes
+/// per request is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The handles and settings behind [`AppState`].
+pub struct AppParts {
     pub writer: WriterHandle,
     pub store: Arc<Store>,
     pub config: Arc<Config>,
