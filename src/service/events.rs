@@ -29,14 +29,6 @@ pub struct LookupJob {
     pub reason: LookupReason,
 }
 
-/// What a worker takes from the job channel. Every job belongs to a call in flight, which holds
-/// a slot, so the channel never holds more jobs than there are slots.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkerJob {
-    Dial(DialJob),
-    Lookup(LookupJob),
-}
-
 /// What the scheduler needs to know of a campaign.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CampaignInfo {

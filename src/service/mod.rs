@@ -130,6 +130,7 @@ pub async fn serve(
     // Every job in the dial channel holds a slot, so it never holds more than the limit.
     let (dial_tx, dial_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
     let recovered_in_flight: Vec<_> = recovered.in_flight.iter().map(|(_, call_id, _)| *call_id).collect();
+    let (lookup_tx, lookup_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
     let scheduler = Scheduler::recover(
         recovered,
         clock.clone(),
@@ -144,7 +145,8 @@ pub async fn serve(
             retry_release_max: config.limits.retry_release_max,
             callback_timeout_ms: config.callback_timeout.as_millis() as i64,
         },
-    );
+    )
+    .with_lookups(lookup_tx);
     let (stop_scheduler, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let scheduler_thread = std::thread::Builder::new().name("callmgr-scheduler".into()).spawn(move || scheduler.run(events_rx, stop_rx))?;
 
@@ -165,7 +167,7 @@ pub async fn serve(
     });
     // Dropping `stop_workers` wakes every worker from its waits.
     let (stop_workers, workers_stopping) = crossbeam_channel::bounded::<()>(0);
-    let workers = dispatch::spawn_workers(config.workers, dial_rx, pool, workers_stopping);
+    let workers = dispatch::spawn_workers(config.workers, dial_rx, lookup_rx, pool, workers_stopping);
     if config.provider.twilio.is_some() && !recovered_in_flight.is_empty() {
         // Calls in flight at the last stop are looked up at once, not after their callback timeout.
         tracing::info!(calls = recovered_in_flight.len(), "asking the provider about the calls that were in flight at the last stop");

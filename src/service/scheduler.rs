@@ -24,7 +24,7 @@ use crate::core::clock::SharedClock;
 use crate::core::model::{CallChange, CallId, CampaignId, CampaignStatus, Millis, Placement};
 use crate::core::timer_wheel::TimerWheel;
 use crate::service::dispatch::{Gate, ProviderHealth};
-use crate::service::events::{CampaignInfo, Event, WorkerJob};
+use crate::service::events::{CampaignInfo, DialJob, Event, LookupJob};
 use crate::service::stats::{Gauges, LiveStats, Rate};
 use crate::service::store::Recovered;
 use crate::service::writer::{Command, WriterHandle};
@@ -156,7 +156,9 @@ pub struct SchedulerSettings {
 pub struct Scheduler {
     clock: SharedClock,
     writer: WriterHandle,
-    dial: Sender<WorkerJob>,
+    dial: Sender<DialJob>,
+    /// Status lookups go to the workers on their own channel, which they take after dials.
+    lookups: Option<Sender<LookupJob>>,
     health: Arc<ProviderHealth>,
     gauges: Arc<Gauges>,
     stats: Arc<LiveStats>,
@@ -180,8 +182,10 @@ pub struct Scheduler {
     held_total: u64,
     /// Commands the writer had no room for yet.
     unsent: VecDeque<Command>,
-    /// Jobs the workers had no room for yet.
-    undelivered: VecDeque<WorkerJob>,
+    /// Dial jobs the workers had no room for yet (cannot happen while the channel holds `max_concurrent_calls`).
+    undelivered: VecDeque<DialJob>,
+    /// Lookup jobs the workers had no room for yet: they wait behind every dial.
+    undelivered_lookups: VecDeque<LookupJob>,
     /// More overdue timers than one turn releases: come back soon.
     timers_backlog: bool,
     stopping: bool,
@@ -194,7 +198,7 @@ impl Scheduler {
         recovered: Recovered,
         clock: SharedClock,
         writer: WriterHandle,
-        dial: Sender<WorkerJob>,
+        dial: Sender<DialJob>,
         health: Arc<ProviderHealth>,
         gauges: Arc<Gauges>,
         stats: Arc<LiveStats>,
@@ -206,6 +210,7 @@ impl Scheduler {
             clock,
             writer,
             dial,
+            lookups: None,
             health,
             gauges,
             stats,
@@ -223,6 +228,7 @@ impl Scheduler {
             held_total: 0,
             unsent: VecDeque::new(),
             undelivered: VecDeque::new(),
+            undelivered_lookups: VecDeque::new(),
             timers_backlog: false,
             stopping: false,
         };
@@ -244,6 +250,13 @@ impl Scheduler {
         }
         scheduler.publish(now);
         scheduler
+    }
+
+    /// Where status lookups go (the workers take them after dials); without it (a provider that
+    /// cannot be asked) none are made.
+    pub fn with_lookups(mut self, lookups: Sender<LookupJob>) -> Scheduler {
+        self.lookups = Some(lookups);
+        self
     }
 
     /// Runs until `Event::Wake` arrives with stopping set via `stop_signal`, or the event inbox closes.
@@ -285,7 +298,7 @@ impl Scheduler {
 
     fn next_wake_ms(&mut self) -> u64 {
         let now = self.clock.now_ms();
-        if !self.unsent.is_empty() || !self.undelivered.is_empty() || self.timers_backlog {
+        if !self.unsent.is_empty() || !self.undelivered.is_empty() || !self.undelivered_lookups.is_empty() || self.timers_backlog {
             return BACKOFF_WAKE_MS;
         }
         match self.next_work_at(now) {
@@ -328,9 +341,9 @@ impl Scheduler {
             }
             Event::Dial(jobs) => {
                 self.stats.record(self.clock.now_ms(), Rate::Dials, jobs.len() as u64);
-                self.undelivered.extend(jobs.into_iter().map(WorkerJob::Dial));
+                self.undelivered.extend(jobs);
             }
-            Event::Lookups(jobs) => self.undelivered.extend(jobs.into_iter().map(WorkerJob::Lookup)),
+            Event::Lookups(jobs) => self.undelivered_lookups.extend(jobs),
             Event::ProviderThrottled { retry_after_ms } => self.bucket.throttle(self.clock.now_ms(), retry_after_ms),
             Event::DialRefused(refused) => {
                 for (call_id, campaign_id, requeue) in refused {
@@ -529,6 +542,29 @@ impl Scheduler {
                 Err(TrySendError::Disconnected(_)) => {
                     self.undelivered.clear();
                     break;
+                }
+            }
+        }
+        match &self.lookups {
+            None => {
+                if !self.undelivered_lookups.is_empty() {
+                    tracing::warn!(jobs = self.undelivered_lookups.len(), "status lookups without a lookup channel: dropped");
+                    self.undelivered_lookups.clear();
+                }
+            }
+            Some(lookups) => {
+                while let Some(job) = self.undelivered_lookups.pop_front() {
+                    match lookups.try_send(job) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(job)) => {
+                            self.undelivered_lookups.push_front(job);
+                            break;
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            self.undelivered_lookups.clear();
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ use callmgr::core::clock::{ManualClock, SharedClock};
 use callmgr::core::model::{CallId, CallState, Status};
 use callmgr::core::retry::RetryRules;
 use callmgr::service::dispatch::{ProviderHealth, SendBoard};
-use callmgr::service::events::{Event, WorkerJob};
+use callmgr::service::events::{DialJob, Event};
 use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
 use callmgr::service::stats::{Gauges, LiveStats};
 use callmgr::service::store::{Recovered, Store};
@@ -52,7 +52,7 @@ fn timeout_and_retry_follow_the_manual_clock() {
     let board = Arc::new(SendBoard::default());
     let core = Writer::new(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings, board).unwrap();
     let (writer, writer_thread) = writer::spawn(core, Box::new(|error| panic!("storage failed: {error}")));
-    let (dial_tx, dial_rx) = crossbeam_channel::bounded::<WorkerJob>(4);
+    let (dial_tx, dial_rx) = crossbeam_channel::bounded::<DialJob>(4);
     let scheduler = Scheduler::recover(
         Recovered::default(),
         clock.clone(),
@@ -63,10 +63,7 @@ fn timeout_and_retry_follow_the_manual_clock() {
         stats,
         SchedulerSettings { max_concurrent_calls: 1, max_calls_per_second: 1000.0, retry_release_max: 100, callback_timeout_ms: 600_000 },
     );
-    let dialled = |job: WorkerJob| match job {
-        WorkerJob::Dial(job) => (job.call_id, job.attempt),
-        WorkerJob::Lookup(job) => panic!("unexpected status lookup {job:?}"),
-    };
+    let dialled = |job: DialJob| (job.call_id, job.attempt);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let scheduler_thread = std::thread::spawn(move || scheduler.run(events_rx, stop_rx));
 

@@ -24,7 +24,7 @@ use callmgr::core::clock::{ManualClock, SharedClock};
 use callmgr::core::model::{CallChange, CallId, CampaignAction, CampaignId, Millis, Outcome, Placement, Status, to_timestamp};
 use callmgr::core::retry::RetryRules;
 use callmgr::service::dispatch::{ProviderHealth, SendBoard};
-use callmgr::service::events::{DialJob, Event, WorkerJob};
+use callmgr::service::events::{DialJob, Event};
 use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
 use callmgr::service::stats::{Gauges, LiveStats};
 use callmgr::service::store::Store;
@@ -93,7 +93,7 @@ struct Node {
     scheduler: Scheduler,
     commands: Receiver<Command>,
     events: Receiver<Event>,
-    dials: Receiver<WorkerJob>,
+    dials: Receiver<DialJob>,
 }
 
 struct Sim {
@@ -247,13 +247,10 @@ impl Sim {
                 self.node().writer.run_batch(commands).unwrap();
                 self.check_slots();
             }
-            let jobs: Vec<WorkerJob> = self.node().dials.try_iter().collect();
+            let jobs: Vec<DialJob> = self.node().dials.try_iter().collect();
             for job in jobs {
                 progressed = true;
-                match job {
-                    WorkerJob::Dial(job) => self.dial(job),
-                    WorkerJob::Lookup(job) => self.fail(format!("a status lookup with the webhook protocol: {job:?}")),
-                }
+                self.dial(job);
             }
             if !progressed {
                 return;

@@ -1,6 +1,6 @@
-//! The worker pool: a fixed number of named threads take jobs from a bounded channel (dial
-//! requests, status lookups), talk to the provider with ureq, and report each answer to the
-//! writer. Workers never touch the store and never decide a call's state; they only send, and
+//! The worker pool: a fixed number of named threads take jobs from two bounded channels (dial
+//! requests first, then status lookups), talk to the provider with ureq, and report each answer
+//! to the writer. Workers never touch the store and never decide a call's state; they only send, and
 //! say what happened.
 //!
 //! What a worker does with one dial request, whatever the protocol (`webhook.rs`, `twilio.rs`):
@@ -38,7 +38,7 @@ use crate::config::resend_backoff;
 use crate::core::clock::SharedClock;
 use crate::core::model::CallId;
 use crate::core::phone::mask_numbers_in;
-use crate::service::events::{DialJob, Event, LookupJob, WorkerJob};
+use crate::service::events::{DialJob, Event, LookupJob};
 use crate::service::stats::LiveStats;
 use crate::service::writer::{Command, LookupResult, ProviderResult, WriterHandle};
 
@@ -310,35 +310,63 @@ impl Workers {
         }
     }
 
-    fn run(&self, jobs: Receiver<WorkerJob>, shutdown: Receiver<()>) {
-        for job in jobs.iter() {
-            let command = match job {
-                WorkerJob::Dial(job) => match self.dial(&job, &shutdown) {
-                    Some(result) => Command::ProviderAnswered { call_id: job.call_id, attempt: job.attempt, result },
-                    None => break,
+    fn lookup(&self, job: &LookupJob) -> Command {
+        let answer = self.client.lookup(job);
+        if let LookupResult::Unknown { reason } = &answer {
+            tracing::warn!(call_id = %job.call_id, attempt = job.attempt, %reason, "status lookup gave no answer");
+        }
+        Command::LookupAnswered { call_id: job.call_id, attempt: job.attempt, reason: job.reason, answer }
+    }
+
+    /// Takes dials before lookups: a lookup resolves a call already in flight, a dial starts one
+    /// whose slot is already reserved.
+    fn run(&self, dials: Receiver<DialJob>, lookups: Receiver<LookupJob>, shutdown: Receiver<()>) {
+        loop {
+            let command = match dials.try_recv() {
+                Ok(job) => self.dial_command(job, &shutdown),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+                Err(crossbeam_channel::TryRecvError::Empty) => crossbeam_channel::select! {
+                    recv(dials) -> job => match job {
+                        Ok(job) => self.dial_command(job, &shutdown),
+                        Err(_) => return,
+                    },
+                    recv(lookups) -> job => match job {
+                        Ok(job) => Some(self.lookup(&job)),
+                        // No lookups with this provider: only dials from now on.
+                        Err(_) => match dials.recv() {
+                            Ok(job) => self.dial_command(job, &shutdown),
+                            Err(_) => return,
+                        },
+                    },
                 },
-                WorkerJob::Lookup(job) => {
-                    let answer = self.client.lookup(&job);
-                    if let LookupResult::Unknown { reason } = &answer {
-                        tracing::warn!(call_id = %job.call_id, attempt = job.attempt, %reason, "status lookup gave no answer");
-                    }
-                    Command::LookupAnswered { call_id: job.call_id, attempt: job.attempt, reason: job.reason, answer }
-                }
             };
+            let Some(command) = command else { return };
             if !self.writer.send(command) {
-                break;
+                return;
             }
         }
     }
+
+    /// `None`: stopping (nothing to report).
+    fn dial_command(&self, job: DialJob, shutdown: &Receiver<()>) -> Option<Command> {
+        let result = self.dial(&job, shutdown)?;
+        Some(Command::ProviderAnswered { call_id: job.call_id, attempt: job.attempt, result })
+    }
 }
 
-/// Starts `count` workers. They end when the job channel closes and is empty, or at once when
+/// Starts `count` workers. They end when the dial channel closes and is empty, or at once when
 /// `shutdown`'s sender is dropped (a worker in a provider request finishes that request first).
-pub fn spawn_workers(count: usize, jobs: Receiver<WorkerJob>, workers: Arc<Workers>, shutdown: Receiver<()>) -> Vec<JoinHandle<()>> {
+pub fn spawn_workers(
+    count: usize,
+    dials: Receiver<DialJob>,
+    lookups: Receiver<LookupJob>,
+    workers: Arc<Workers>,
+    shutdown: Receiver<()>,
+) -> Vec<JoinHandle<()>> {
     (0..count)
         .map(|i| {
-            let (jobs, workers, shutdown) = (jobs.clone(), workers.clone(), shutdown.clone());
-            std::thread::Builder::new().name(format!("callmgr-dial-{i}")).spawn(move || workers.run(jobs, shutdown)).expect("a worker thread starts")
+            let (dials, lookups, workers, shutdown) = (dials.clone(), lookups.clone(), workers.clone(), shutdown.clone());
+            std::thread::Builder::new().name(format!("callmgr-dial-{i}")).spawn(move || workers.run(dials, lookups, shutdown)).expect("a worker thread starts")
         })
         .collect()
 }
