@@ -273,6 +273,9 @@ pub enum BenchCommand {
         /// The started service's dial workers.
         #[arg(long, default_value_t = 32)]
         workers: usize,
+        /// The provider protocol: callmgr's webhook, or the Twilio REST API with signed status callbacks.
+        #[arg(long, default_value = "webhook", value_parser = ["webhook", "twilio"])]
+        protocol: String,
     },
     /// Fill a store with synthetic calls (made by the state machine, written by the store's own
     /// code), for the boot and scale benchmarks. The service must not be running on it.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use crate::core::phone::{PhoneValidation, Region};
+use crate::protocol::twilio::{CallFlow, MachineDetection, OutcomeMap, RING_TIMEOUT_SECONDS_MAX};
 
 /// The development token of the shipped config; `serve` warns loudly when it is in use.
 pub const DEV_TOKEN: &str = "dev-token-12345";
@@ -101,12 +102,62 @@ pub enum ProviderTarget {
     BuiltinMock,
 }
 
+/// Which protocol callmgr speaks with the provider (`provider.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// callmgr's own JSON protocol (the default).
+    Webhook,
+    /// The Twilio Programmable Voice REST API (also SignalWire's LaML API and Somleng).
+    Twilio,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Webhook => "webhook",
+            ProviderKind::Twilio => "twilio",
+        }
+    }
+}
+
+/// The `twilio` provider's settings (`provider.kind: twilio`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwilioConfig {
+    /// The REST API's base, e.g. `https://api.twilio.com`; with `url: builtin-mock` the mock's address replaces it at start.
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    /// Caller id when the campaign has none.
+    pub from: String,
+    pub call_flow: CallFlow,
+    pub machine_detection: Option<MachineDetection>,
+    pub ring_timeout_seconds: u32,
+    pub outcomes: OutcomeMap,
+}
+
+/// Account of the built-in mock in Twilio mode, when none is configured.
+pub const BUILTIN_MOCK_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// Auth token of the built-in mock in Twilio mode, when none is configured (it places no calls).
+pub const BUILTIN_MOCK_AUTH_TOKEN: &str = "builtin-mock-auth-token";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Webhook: the dial endpoint, or the built-in mock. Twilio: the REST API's base URL, or the built-in mock.
     pub target: ProviderTarget,
     pub api_key: Option<String>,
+    /// Webhook: when set, `PUT callback/` requires `X-Callmgr-Signature` (HMAC-SHA256 of the body).
+    pub callback_secret: Option<String>,
+    /// Set exactly when `kind` is `Twilio`.
+    pub twilio: Option<TwilioConfig>,
     pub timeout: Duration,
     pub max_send_attempts: u32,
+    /// Consecutive transport failures that open the circuit breaker (no new dial starts).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe dial is let through.
+    pub breaker_cooldown: Duration,
+    /// The longest one dial request keeps being resent while the provider throttles (429, 503).
+    pub throttle_budget: Duration,
     /// Settings of the built-in mock: delay range and outcome mix, as `callmgr mock-provider` takes them.
     pub mock_delay: String,
     pub mock_mix: String,
@@ -126,13 +177,55 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads only (`GET`): dashboards, exports, metrics.
+    Viewer,
+    /// Only the provider's callbacks (`PUT callback/`).
+    Provider,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::Provider => "provider",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        [Role::Admin, Role::Viewer, Role::Provider].into_iter().find(|r| r.as_str() == text.trim())
+    }
+}
+
+/// An API token and its role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub secret: String,
+    pub role: Role,
+}
+
+/// First pause before resending a dial after a transport failure; it doubles up to [`RESEND_BACKOFF_MAX`].
+pub const RESEND_BACKOFF_START: Duration = Duration::from_millis(200);
+pub const RESEND_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The pause after the `failed_sends`-th failed send of one dial request (1-based).
+pub fn resend_backoff(failed_sends: u32) -> Duration {
+    let doublings = failed_sends.saturating_sub(1).min(16);
+    (RESEND_BACKOFF_START * 2u32.pow(doublings)).min(RESEND_BACKOFF_MAX)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file this came from (for messages).
     pub source: PathBuf,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Token>,
     pub max_concurrent_calls: u32,
     pub max_calls_per_second: f64,
     pub duplicate_window: Duration,
@@ -160,20 +253,83 @@ pub struct Config {
 }
 
 impl Config {
+    /// The base of the URLs given to the provider: `public_url`, else `http://` + the bound address.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_string()
+    }
     pub fn callback_url(&self, bound: SocketAddr) -> String {
-        let base = self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-        format!("{}/api/v1/callback/", base.trim_end_matches('/'))
+        format!("{}/api/v1/callback/", self.public_base(bound))
     }
     pub fn uses_dev_token(&self) -> bool {
-        self.tokens.iter().any(|t| t == DEV_TOKEN)
+        self.tokens.iter().any(|t| t.secret == DEV_TOKEN)
     }
+
+    /// The longest a worker may spend sending one dial request before it gives up: every send
+    /// taking `provider.timeout`, plus the pauses between the resends.
+    pub fn send_budget(&self) -> Duration {
+        let sends = self.provider.max_send_attempts;
+        let backoffs: Duration = (1..sends).map(resend_backoff).sum();
+        self.provider.timeout * sends + backoffs
+    }
+
+    /// Why `callback_timeout` is too short for the send budget, if it is: the timeout would end
+    /// attempts whose dial request a worker is still resending. `check-config` refuses it;
+    /// `serve` warns (the worker then stops at the deadline and the slot is held until it does).
+    pub fn callback_timeout_problem(&self) -> Option<String> {
+        let budget = self.send_budget();
+        (self.callback_timeout < budget).then(|| {
+            format!(
+                "{file}: key `callback_timeout`: {timeout} is shorter than the worst-case send budget {budget} \
+                 (provider.timeout {provider_timeout} × provider.max_send_attempts {sends}, plus the resend pauses); \
+                 raise `callback_timeout` or lower `provider.timeout` or `provider.max_send_attempts`",
+                file = self.source.display(),
+                timeout = fmt_duration(self.callback_timeout),
+                budget = fmt_duration(budget),
+                provider_timeout = fmt_duration(self.provider.timeout),
+                sends = self.provider.max_send_attempts,
+            )
+        })
+    }
+
     /// The human summary printed by `check-config` (tokens masked).
     pub fn describe(&self) -> String {
-        let masked: Vec<String> = self.tokens.iter().map(|t| mask_secret(t)).collect();
+        let masked: Vec<String> = self.tokens.iter().map(|t| format!("{} ({})", mask_secret(&t.secret), t.role.as_str())).collect();
         let provider = match &self.provider.target {
             ProviderTarget::Url(url) => url.clone(),
             ProviderTarget::BuiltinMock => format!("{BUILTIN_MOCK} (no real calls are placed)"),
         };
+        let p = &self.provider;
+        let mut provider_details = format!(
+            "provider.kind:          {}\n\
+             provider.breaker:       opens after {} consecutive transport failures, probes after {}\n\
+             provider.throttle_budget: {}\n",
+            p.kind.as_str(),
+            p.breaker_failures,
+            fmt_duration(p.breaker_cooldown),
+            fmt_duration(p.throttle_budget),
+        );
+        if p.kind == ProviderKind::Webhook {
+            provider_details.push_str(&format!("provider.callback_secret: {}\n", if p.callback_secret.is_some() { "(set)" } else { "(none)" }));
+        }
+        if let Some(t) = &p.twilio {
+            let flow = match &t.call_flow {
+                CallFlow::Twiml(twiml) => format!("twiml {twiml}"),
+                CallFlow::Url(url) => format!("url {url}"),
+            };
+            let outcomes: Vec<String> = t.outcomes.entries().iter().map(|(k, o)| format!("{k}={}", o.as_str())).collect();
+            provider_details.push_str(&format!(
+                "provider.twilio:        base_url={} account_sid={} auth_token={} from={} ring_timeout={}s machine_detection={}\n\
+                 provider.call_flow:     {flow}\n\
+                 provider.outcomes:      {}\n",
+                t.base_url,
+                t.account_sid,
+                mask_secret(&t.auth_token),
+                t.from,
+                t.ring_timeout_seconds,
+                t.machine_detection.map(|m| m.as_str()).unwrap_or("off"),
+                outcomes.join(" "),
+            ));
+        }
         let l = &self.limits;
         format!(
             "config file:            {}\n\
@@ -188,7 +344,8 @@ impl Config {
              provider.url:           {}\n\
              provider.api_key:       {}\n\
              provider.timeout:       {}\n\
-             provider.max_send_attempts: {}\n\
+             provider.max_send_attempts: {} (worst-case send budget {})\n\
+             {}\
              workers:                {}\n\
              retry_config:           {}{}\n\
              storage.quick_repair:   {}\n\
@@ -214,6 +371,8 @@ impl Config {
             if self.provider.api_key.is_some() { "(set)" } else { "(none)" },
             fmt_duration(self.provider.timeout),
             self.provider.max_send_attempts,
+            fmt_duration(self.send_budget()),
+            provider_details,
             self.workers,
             self.retry_config.display(),
             match self.retry_max_attempts_override {
@@ -312,7 +471,7 @@ impl From<&str> for DurationText {
 struct RawConfig {
     listen: String,
     data_dir: PathBuf,
-    tokens: Vec<String>,
+    tokens: Vec<RawToken>,
     max_concurrent_calls: u32,
     max_calls_per_second: f64,
     duplicate_window: DurationText,
@@ -355,21 +514,106 @@ impl Default for RawConfig {
     }
 }
 
+/// A text value that YAML would read as a number when unquoted (`+14155550000`, an all-digit
+/// secret): refused with the fix, since the number has lost what was written (the `+`, zeros).
+fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => {
+            let shown = serde_norway::to_string(&other).unwrap_or_default();
+            Err(serde::de::Error::custom(format!("`{}` is not text here: write it in quotes, e.g. \"+14155550000\"", shown.trim())))
+        }
+    }
+}
+
+/// Keys whose environment value is always text, never read as a number or a boolean.
+const ENV_TEXT_KEYS: &[&str] = &[
+    "provider.from",
+    "provider.auth_token",
+    "provider.account_sid",
+    "provider.api_key",
+    "provider.callback_secret",
+    "provider.twiml",
+    "provider.url",
+    "provider.base_url",
+];
+
+/// A token as written: a bare string (role admin) or `{token, role}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawToken {
+    Plain(String),
+    WithRole(RawTokenWithRole),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenWithRole {
+    token: String,
+    role: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawProvider {
+    kind: String,
+    /// Webhook: the endpoint or `builtin-mock`. Twilio: `builtin-mock`, or the call flow's URL.
     url: Option<String>,
+    #[serde(deserialize_with = "text")]
     api_key: Option<String>,
+    #[serde(deserialize_with = "text")]
+    callback_secret: Option<String>,
     timeout: DurationText,
     max_send_attempts: u32,
+    breaker_failures: u32,
+    breaker_cooldown: DurationText,
+    throttle_budget: DurationText,
+    base_url: Option<String>,
+    #[serde(deserialize_with = "text")]
+    account_sid: Option<String>,
+    #[serde(deserialize_with = "text")]
+    auth_token: Option<String>,
+    #[serde(deserialize_with = "text")]
+    from: Option<String>,
+    twiml: Option<String>,
+    machine_detection: Option<String>,
+    ring_timeout: Option<DurationText>,
+    outcomes: BTreeMap<String, String>,
     mock: RawMock,
 }
 
 impl Default for RawProvider {
     fn default() -> Self {
-        RawProvider { url: None, api_key: None, timeout: "10s".into(), max_send_attempts: 3, mock: RawMock::default() }
+        RawProvider {
+            kind: "webhook".into(),
+            url: None,
+            api_key: None,
+            callback_secret: None,
+            timeout: "10s".into(),
+            max_send_attempts: 3,
+            breaker_failures: 5,
+            breaker_cooldown: "30s".into(),
+            throttle_budget: "2m".into(),
+            base_url: None,
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            twiml: None,
+            machine_detection: None,
+            ring_timeout: None,
+            outcomes: BTreeMap::new(),
+            mock: RawMock::default(),
+        }
     }
 }
+
+/// The Twilio API's public base URL, the default of `provider.base_url`.
+pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+/// The call flow of the built-in mock in Twilio mode when neither `twiml` nor `url` is set.
+const BUILTIN_MOCK_TWIML: &str = "<Response><Say>Hello from callmgr.</Say></Response>";
+/// The caller id of the built-in mock in Twilio mode when `from` is not set (Twilio's test number).
+const BUILTIN_MOCK_FROM: &str = "+15005550006";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -590,7 +834,8 @@ fn apply_env(tree: &mut Value, env: &BTreeMap<String, String>, file: &str) -> Re
             continue;
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
-        set_path(tree, &key, scalar(raw));
+        let value = if ENV_TEXT_KEYS.contains(&key.as_str()) { Value::String(raw.clone()) } else { scalar(raw) };
+        set_path(tree, &key, value);
         origin.insert(key, name.clone());
     }
     Ok(origin)
@@ -668,15 +913,30 @@ fn validate(
     };
 
     let listen: SocketAddr = raw.listen.parse().map_err(|_| key_error("listen", format!("`{}` is not an address:port such as 127.0.0.1:8000", raw.listen)))?;
-    let tokens: Vec<String> = raw.tokens.iter().map(|t| t.trim().to_string()).collect();
-    if tokens.is_empty() {
-        return Err(key_error(
-            "tokens",
-            "no API token is configured, and the service refuses to run open: add one under `tokens:` in this file or set VALID_TOKENS".into(),
-        ));
+    let mut tokens = Vec::with_capacity(raw.tokens.len());
+    for (i, token) in raw.tokens.iter().enumerate() {
+        let (secret, role) = match token {
+            RawToken::Plain(secret) => (secret.trim().to_string(), Role::Admin),
+            RawToken::WithRole(RawTokenWithRole { token, role }) => {
+                let role = Role::parse(role).ok_or_else(|| key_error(&format!("tokens[{i}].role"), format!("`{role}` must be admin, viewer or provider")))?;
+                (token.trim().to_string(), role)
+            }
+        };
+        if secret.len() < 8 {
+            return Err(key_error("tokens", format!("token `{}` is shorter than 8 characters", mask_secret(&secret))));
+        }
+        if tokens.iter().any(|t: &Token| t.secret == secret) {
+            return Err(key_error("tokens", format!("token `{}` is listed twice", mask_secret(&secret))));
+        }
+        tokens.push(Token { secret, role });
     }
-    if let Some(short) = tokens.iter().find(|t| t.len() < 8) {
-        return Err(key_error("tokens", format!("token `{}` is shorter than 8 characters", mask_secret(short))));
+    if !tokens.iter().any(|t| t.role == Role::Admin) {
+        let problem = if tokens.is_empty() {
+            "no API token is configured, and the service refuses to run open: add one under `tokens:` in this file or set VALID_TOKENS"
+        } else {
+            "no token has the admin role: add one (a bare string is an admin token)"
+        };
+        return Err(key_error("tokens", problem.into()));
     }
     if raw.max_concurrent_calls == 0 {
         return Err(key_error("max_concurrent_calls", "must be at least 1".into()));
@@ -695,23 +955,7 @@ fn validate(
     {
         return Err(key_error("public_url", format!("`{url}` must start with http:// or https://")));
     }
-    let target = match raw.provider.url.as_deref().map(str::trim) {
-        None | Some("") => {
-            return Err(key_error(
-                "provider.url",
-                format!(
-                    "no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"
-                ),
-            ));
-        }
-        Some(BUILTIN_MOCK) => ProviderTarget::BuiltinMock,
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => ProviderTarget::Url(url.to_string()),
-        Some(other) => return Err(key_error("provider.url", format!("`{other}` must be an http(s) URL or `{BUILTIN_MOCK}`"))),
-    };
-    let provider_timeout = duration("provider.timeout", &raw.provider.timeout)?;
-    if raw.provider.max_send_attempts == 0 {
-        return Err(key_error("provider.max_send_attempts", "must be at least 1".into()));
-    }
+    let provider = validate_provider(raw.provider, key_error)?;
     let workers = positive("workers", raw.workers)?;
     if workers > 1024 {
         return Err(key_error("workers", "must be at most 1024 (each worker is a thread)".into()));
@@ -789,15 +1033,7 @@ fn validate(
         duplicate_window,
         callback_timeout,
         public_url,
-        provider: ProviderConfig {
-            target,
-            api_key: raw.provider.api_key.filter(|k| !k.trim().is_empty()),
-            timeout: provider_timeout,
-            max_send_attempts: raw.provider.max_send_attempts,
-            mock_delay: raw.provider.mock.delay,
-            mock_mix: raw.provider.mock.mix,
-            mock_seed: raw.provider.mock.seed,
-        },
+        provider,
         workers,
         retry_config: raw.retry_config,
         retry_max_attempts_override,
@@ -812,6 +1048,150 @@ fn validate(
         default_region,
         phone_validation,
         timezone_max_candidates,
+    })
+}
+
+fn is_http_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+/// `+` and 8 to 15 digits, the first not 0: a caller id Twilio can present.
+fn is_e164(text: &str) -> bool {
+    text.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
+}
+
+fn validate_provider(raw: RawProvider, key_error: &dyn Fn(&str, String) -> ConfigError) -> Result<ProviderConfig, ConfigError> {
+    let duration = |key: &str, text: &DurationText| parse_duration(&text.text()).map_err(|p| key_error(key, p));
+    let kind = match raw.kind.trim() {
+        "webhook" => ProviderKind::Webhook,
+        "twilio" => ProviderKind::Twilio,
+        other => return Err(key_error("provider.kind", format!("`{other}` must be `webhook` or `twilio`"))),
+    };
+    let nonempty = |value: Option<String>| value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let url = nonempty(raw.url);
+    let timeout = duration("provider.timeout", &raw.timeout)?;
+    if timeout < Duration::from_millis(10) {
+        return Err(key_error("provider.timeout", "must be at least 10ms".into()));
+    }
+    if raw.max_send_attempts == 0 {
+        return Err(key_error("provider.max_send_attempts", "must be at least 1".into()));
+    }
+    if raw.breaker_failures == 0 {
+        return Err(key_error("provider.breaker_failures", "must be at least 1".into()));
+    }
+    let breaker_cooldown = duration("provider.breaker_cooldown", &raw.breaker_cooldown)?;
+    if breaker_cooldown < Duration::from_millis(100) {
+        return Err(key_error("provider.breaker_cooldown", "must be at least 100ms".into()));
+    }
+    let throttle_budget = duration("provider.throttle_budget", &raw.throttle_budget)?;
+    let (target, twilio, api_key, callback_secret) = match kind {
+        ProviderKind::Webhook => {
+            let twilio_keys = [
+                ("base_url", raw.base_url.is_some()),
+                ("account_sid", raw.account_sid.is_some()),
+                ("auth_token", raw.auth_token.is_some()),
+                ("from", raw.from.is_some()),
+                ("twiml", raw.twiml.is_some()),
+                ("machine_detection", raw.machine_detection.is_some()),
+                ("ring_timeout", raw.ring_timeout.is_some()),
+                ("outcomes", !raw.outcomes.is_empty()),
+            ];
+            if let Some((key, _)) = twilio_keys.iter().find(|(_, given)| *given) {
+                return Err(key_error(&format!("provider.{key}"), "only applies with `provider.kind: twilio`".into()));
+            }
+            let target = match url.as_deref() {
+                None => {
+                    return Err(key_error(
+                        "provider.url",
+                        format!(
+                            "no provider is configured: set `provider.url` (or EXTERNAL_SERVICE_URL) to your provider's endpoint, or to `{BUILTIN_MOCK}` for a demo that places no real calls"
+                        ),
+                    ));
+                }
+                Some(BUILTIN_MOCK) => ProviderTarget::BuiltinMock,
+                Some(url) if is_http_url(url) => ProviderTarget::Url(url.to_string()),
+                Some(other) => return Err(key_error("provider.url", format!("`{other}` must be an http(s) URL or `{BUILTIN_MOCK}`"))),
+            };
+            (target, None, nonempty(raw.api_key), nonempty(raw.callback_secret))
+        }
+        ProviderKind::Twilio => {
+            for (key, given) in [("api_key", raw.api_key.is_some()), ("callback_secret", raw.callback_secret.is_some())] {
+                if given {
+                    return Err(key_error(
+                        &format!("provider.{key}"),
+                        "only applies with `provider.kind: webhook` (Twilio signs its callbacks with auth_token)".into(),
+                    ));
+                }
+            }
+            let builtin = url.as_deref() == Some(BUILTIN_MOCK);
+            let base_url = nonempty(raw.base_url).unwrap_or_else(|| TWILIO_BASE_URL.to_string());
+            if !is_http_url(&base_url) {
+                return Err(key_error("provider.base_url", format!("`{base_url}` must be an http(s) URL")));
+            }
+            let required = |key: &str, value: Option<String>, builtin_default: &str| match value {
+                Some(v) => Ok(v),
+                None if builtin => Ok(builtin_default.to_string()),
+                None => Err(key_error(&format!("provider.{key}"), "is required with `provider.kind: twilio`".to_string())),
+            };
+            let account_sid = required("account_sid", nonempty(raw.account_sid), BUILTIN_MOCK_ACCOUNT_SID)?;
+            if account_sid.contains(['/', '?', '#', ' ']) {
+                return Err(key_error("provider.account_sid", format!("`{account_sid}` is not an account SID")));
+            }
+            let auth_token = required("auth_token", nonempty(raw.auth_token), BUILTIN_MOCK_AUTH_TOKEN)?;
+            let from = required("from", nonempty(raw.from), BUILTIN_MOCK_FROM)?;
+            if !is_e164(&from) {
+                return Err(key_error("provider.from", format!("`{from}` must be a number in E.164 form, e.g. +14155550000")));
+            }
+            let flow_url = url.filter(|u| u != BUILTIN_MOCK);
+            let call_flow = match (nonempty(raw.twiml), flow_url) {
+                (Some(_), Some(_)) => return Err(key_error("provider.twiml", "give either `twiml` or `url` (the call flow), not both".into())),
+                (Some(twiml), None) => CallFlow::Twiml(twiml),
+                (None, Some(url)) if is_http_url(&url) => CallFlow::Url(url),
+                (None, Some(url)) => return Err(key_error("provider.url", format!("`{url}` must be the call flow's http(s) URL or `{BUILTIN_MOCK}`"))),
+                (None, None) if builtin => CallFlow::Twiml(BUILTIN_MOCK_TWIML.to_string()),
+                (None, None) => {
+                    return Err(key_error("provider.twiml", "the call flow is required: set `twiml` (inline TwiML) or `url` (where Twilio fetches it)".into()));
+                }
+            };
+            let machine_detection =
+                MachineDetection::parse(raw.machine_detection.as_deref().unwrap_or("off")).map_err(|p| key_error("provider.machine_detection", p))?;
+            let ring_timeout = match &raw.ring_timeout {
+                Some(text) => duration("provider.ring_timeout", text)?,
+                None => Duration::from_secs(30),
+            };
+            let ring_timeout_seconds = ring_timeout.as_secs();
+            if !(1..=RING_TIMEOUT_SECONDS_MAX as u64).contains(&ring_timeout_seconds) {
+                return Err(key_error("provider.ring_timeout", format!("must be from 1s to {RING_TIMEOUT_SECONDS_MAX}s")));
+            }
+            let outcomes = OutcomeMap::parse(&raw.outcomes).map_err(|e| key_error(&format!("provider.outcomes.{}", e.key), e.problem))?;
+            let target = if builtin { ProviderTarget::BuiltinMock } else { ProviderTarget::Url(base_url.clone()) };
+            let twilio = TwilioConfig {
+                base_url,
+                account_sid,
+                auth_token,
+                from,
+                call_flow,
+                machine_detection,
+                ring_timeout_seconds: ring_timeout_seconds as u32,
+                outcomes,
+            };
+            (target, Some(twilio), None, None)
+        }
+    };
+    Ok(ProviderConfig {
+        kind,
+        target,
+        api_key,
+        callback_secret,
+        twilio,
+        timeout,
+        max_send_attempts: raw.max_send_attempts,
+        breaker_failures: raw.breaker_failures,
+        breaker_cooldown,
+        throttle_budget,
+        mock_delay: raw.mock.delay,
+        mock_mix: raw.mock.mix,
+        mock_seed: raw.mock.seed,
     })
 }
 
@@ -913,7 +1293,8 @@ mod tests {
         assert_eq!(config.duplicate_window, Duration::from_secs(120));
         assert_eq!(config.provider.target, ProviderTarget::Url("http://127.0.0.1:9/x".into()));
         assert_eq!(config.provider.timeout, Duration::from_secs(4));
-        assert_eq!(config.tokens, vec!["token-one-1", "token-two-2", "token-three"]);
+        assert_eq!(config.tokens.iter().map(|t| t.secret.as_str()).collect::<Vec<_>>(), vec!["token-one-1", "token-two-2", "token-three"]);
+        assert!(config.tokens.iter().all(|t| t.role == Role::Admin));
         assert_eq!(config.retry_config, PathBuf::from("/etc/r.yaml"));
         assert_eq!(config.retry_max_attempts_override, Some(5));
     }
@@ -979,5 +1360,90 @@ mod tests {
         let text = config.describe();
         assert!(!text.contains("a-long-token"));
         assert!(text.contains("a-lo…en"));
+    }
+
+    const TWILIO: &str = "tokens: [a-long-token]\nprovider:\n  kind: twilio\n  account_sid: AC123\n  auth_token: twilio-secret\n  from: \"+14155550000\"\n  twiml: \"<Response/>\"\n";
+
+    #[test]
+    fn twilio_settings_are_read_with_their_defaults() {
+        let config = load_text(TWILIO, &[]).unwrap();
+        assert_eq!(config.provider.kind, ProviderKind::Twilio);
+        assert_eq!(config.provider.target, ProviderTarget::Url(TWILIO_BASE_URL.into()));
+        let twilio = config.provider.twilio.as_ref().unwrap();
+        assert_eq!((twilio.account_sid.as_str(), twilio.auth_token.as_str(), twilio.from.as_str()), ("AC123", "twilio-secret", "+14155550000"));
+        assert_eq!(twilio.call_flow, CallFlow::Twiml("<Response/>".into()));
+        assert_eq!((twilio.ring_timeout_seconds, twilio.machine_detection, twilio.outcomes), (30, None, OutcomeMap::default()));
+        let text = config.describe();
+        assert!(text.contains("provider.kind:          twilio") && !text.contains("twilio-secret"), "{text}");
+        // The auth token from the environment; the outcome map and call flow URL from the file.
+        let text = TWILIO
+            .replace("  twiml: \"<Response/>\"\n", "  url: https://flow.example.com/x.xml\n  outcomes: {busy: disconnected}\n  machine_detection: Enable\n");
+        let config = load_text(&text, &[("CALLMGR_PROVIDER__AUTH_TOKEN", "1234567890")]).unwrap();
+        let twilio = config.provider.twilio.unwrap();
+        assert_eq!(twilio.auth_token, "1234567890", "digits from the environment stay text");
+        assert_eq!(twilio.call_flow, CallFlow::Url("https://flow.example.com/x.xml".into()));
+        assert_eq!(twilio.outcomes.busy, crate::core::model::Outcome::Disconnected);
+        assert_eq!(twilio.machine_detection, Some(MachineDetection::Enable));
+        // The built-in mock in Twilio mode needs no account.
+        let config = load_text("tokens: [a-long-token]\nprovider: {kind: twilio, url: builtin-mock}\n", &[]).unwrap();
+        assert_eq!(config.provider.target, ProviderTarget::BuiltinMock);
+        assert_eq!(config.provider.twilio.unwrap().account_sid, BUILTIN_MOCK_ACCOUNT_SID);
+    }
+
+    #[test]
+    fn twilio_errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("  auth_token: twilio-secret\n", "", "key `provider.auth_token`: is required"),
+            ("  from: \"+14155550000\"\n", "  from: +14155550000\n", "key `provider.from`: `14155550000` is not text here: write it in quotes"),
+            ("  from: \"+14155550000\"\n", "  from: \"4155550000\"\n", "key `provider.from`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: \"<Response/>\"\n  url: https://x.example.com/f\n", "key `provider.twiml`: give either"),
+            ("  twiml: \"<Response/>\"\n", "", "key `provider.twiml`: the call flow is required"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  outcomes: {ringing: RNR}\n", "key `provider.outcomes.ringing`: not a final Twilio call status"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  ring_timeout: 900s\n", "key `provider.ring_timeout`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  machine_detection: maybe\n", "key `provider.machine_detection`"),
+            ("  twiml: \"<Response/>\"\n", "  twiml: x\n  callback_secret: s\n", "key `provider.callback_secret`: only applies with `provider.kind: webhook`"),
+            ("  kind: twilio\n", "  kind: sip\n", "key `provider.kind`"),
+        ];
+        for (from, to, expected) in cases {
+            let err = load_text(&TWILIO.replace(from, to), &[]).unwrap_err();
+            assert!(err.contains(expected), "for {to:?} expected {expected:?} in {err}");
+        }
+        let err = load_text("tokens: [a-long-token]\nprovider: {url: builtin-mock, account_sid: AC1}\n", &[]).unwrap_err();
+        assert!(err.contains("key `provider.account_sid`: only applies with `provider.kind: twilio`"), "{err}");
+    }
+
+    #[test]
+    fn tokens_carry_roles_and_one_must_be_admin() {
+        let text = "tokens: [admin-token-1, {token: viewer-token-1, role: viewer}, {token: provider-token-1, role: provider}]\nprovider: {url: builtin-mock}\n";
+        let config = load_text(text, &[]).unwrap();
+        let roles: Vec<(&str, Role)> = config.tokens.iter().map(|t| (t.secret.as_str(), t.role)).collect();
+        assert_eq!(roles, vec![("admin-token-1", Role::Admin), ("viewer-token-1", Role::Viewer), ("provider-token-1", Role::Provider)]);
+        assert!(config.describe().contains("view…-1 (viewer)"));
+        let err = load_text("tokens: [admin-token-1, {token: other-token-1, role: root}]\nprovider: {url: builtin-mock}\n", &[]).unwrap_err();
+        assert!(err.contains("key `tokens[1].role`: `root` must be admin, viewer or provider"), "{err}");
+        let err = load_text("tokens: [{token: viewer-token-1, role: viewer}]\nprovider: {url: builtin-mock}\n", &[]).unwrap_err();
+        assert!(err.contains("no token has the admin role"), "{err}");
+    }
+
+    #[test]
+    fn a_callback_timeout_shorter_than_the_send_budget_is_a_problem_naming_both_keys() {
+        let config = load_text(&format!("{MINIMAL}callback_timeout: 5s\n"), &[("CALLMGR_PROVIDER__TIMEOUT", "2s")]).unwrap();
+        assert_eq!(config.send_budget(), Duration::from_millis(6_600), "3 sends of 2s, pauses of 200ms and 400ms");
+        let problem = config.callback_timeout_problem().unwrap();
+        assert!(problem.starts_with("test.yaml: key `callback_timeout`: 5s is shorter than the worst-case send budget 6s 600ms"), "{problem}");
+        assert!(problem.contains("provider.timeout") && problem.contains("provider.max_send_attempts"), "{problem}");
+        assert_eq!(load_text(MINIMAL, &[]).unwrap().callback_timeout_problem(), None);
+        assert_eq!((resend_backoff(1), resend_backoff(5), resend_backoff(40)), (Duration::from_millis(200), Duration::from_millis(3_200), RESEND_BACKOFF_MAX));
+    }
+
+    #[test]
+    fn breaker_and_throttle_settings() {
+        let config = load_text(MINIMAL, &[]).unwrap();
+        assert_eq!((config.provider.breaker_failures, config.provider.breaker_cooldown), (5, Duration::from_secs(30)));
+        assert_eq!(config.provider.throttle_budget, Duration::from_secs(120));
+        let err = load_text(MINIMAL, &[("CALLMGR_PROVIDER__BREAKER_FAILURES", "0")]).unwrap_err();
+        assert!(err.contains("provider.breaker_failures (from environment CALLMGR_PROVIDER__BREAKER_FAILURES)"), "{err}");
+        let config = load_text(MINIMAL, &[("CALLMGR_PROVIDER__CALLBACK_SECRET", "12345")]).unwrap();
+        assert_eq!(config.provider.callback_secret.as_deref(), Some("12345"));
     }
 }

@@ -101,7 +101,8 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     init_logging(&config.log_level, config.log_format);
     let clock = Arc::new(SystemClock);
-    runtime()?
+    let runtime = runtime()?;
+    let result = runtime
         .block_on(async move {
             let shutdown = termination();
             let provider_url = match &config.provider.target {
@@ -110,29 +111,49 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
             };
             callmgr::service::serve(config, rules, clock, provider_url, shutdown).await
         })
-        .map_err(Failure::runtime)
+        .map_err(Failure::runtime);
+    // `serve` kept its stop within limits.shutdown_timeout; nothing left on the runtime may extend it.
+    runtime.shutdown_background();
+    result
 }
 
-/// `provider.url: builtin-mock`: the mock provider in this process (the first-run demo).
+/// `provider.url: builtin-mock`: the mock provider in this process (the first-run demo), speaking
+/// the configured protocol. Returns where the service reaches it.
 async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
+    let protocol = match &config.provider.twilio {
+        None => mock_provider::Protocol::Webhook,
+        Some(twilio) => mock_provider::Protocol::Twilio { account_sid: twilio.account_sid.clone(), auth_token: twilio.auth_token.clone() },
+    };
+    // The mock's webhook callbacks carry a token allowed to post them.
+    let callback_token = config
+        .tokens
+        .iter()
+        .find(|t| t.role == config::Role::Provider)
+        .or_else(|| config.tokens.iter().find(|t| t.role == config::Role::Admin))
+        .map(|t| t.secret.clone())
+        .unwrap_or_default();
     let settings = MockSettings {
         delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
         mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
         seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
-        protocol: mock_provider::Protocol::Webhook,
-        token: config.tokens[0].clone(),
-        callback_secret: None,
+        protocol,
+        token: callback_token,
+        callback_secret: config.provider.callback_secret.clone(),
         callback_url: None,
     };
+    let twilio = config.provider.twilio.is_some();
     let address = MockProvider::start(settings).serve_in_process().await?;
-    tracing::warn!(mock = %address, "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED");
-    Ok(format!("http://{address}/api/initiate-call"))
+    tracing::warn!(mock = %address, protocol = if twilio { "twilio" } else { "webhook" }, "provider.url is builtin-mock: calls go to an in-process mock provider and NO REAL CALLS ARE PLACED");
+    Ok(if twilio { format!("http://{address}") } else { format!("http://{address}/api/initiate-call") })
 }
 
 fn check_config(path: &std::path::Path, avg_call_seconds: f64, phones: &[String], campaign: u64) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     if !(avg_call_seconds.is_finite() && avg_call_seconds > 0.0) {
         return Err(Failure::usage("--avg-call-seconds must be above 0"));
+    }
+    if let Some(problem) = config.callback_timeout_problem() {
+        return Err(Failure::usage(problem));
     }
     print!("{}", config.describe());
     println!("retry rules ({}):\n{}", config.retry_config.display(), rules.describe());
@@ -332,7 +353,7 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
                 callmgr::tools::bench::InitiateArgs { url, token, connections: connections.max(1), rate, duration: duration(&d)?, server_env: Vec::new() };
             callmgr::tools::bench::initiate(&args)
         }
-        BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers } => {
+        BenchCommand::E2e { calls, duration: d, connections, batch, max_concurrent_calls, workers, protocol } => {
             let args = callmgr::tools::bench::EndToEndArgs {
                 calls,
                 connections: connections.max(1),
@@ -341,6 +362,7 @@ fn bench(command: BenchCommand) -> Result<(), Failure> {
                 workers,
                 duration: d.as_deref().map(duration).transpose()?,
                 server_env: Vec::new(),
+                twilio: protocol == "twilio",
             };
             callmgr::tools::bench::end_to_end(&args)
         }

@@ -53,12 +53,31 @@ pub enum Event<'a> {
     ProviderRefused { attempt: u32, reason: &'a str },
     /// The dial request of `attempt` never got through after every resend: counts as outcome FAILED.
     TransportFailed { attempt: u32, reason: &'a str },
-    /// A progress report of the provider that is not an outcome (e.g. `ringing`).
-    ProviderProgress { attempt: u32, status: &'a str },
+    /// The dial request of `attempt` failed in a way that leaves it unknown whether the provider
+    /// created the call (a timeout, a reset, a 5xx, with a provider that has no idempotency key):
+    /// it is never resent; the attempt stays in flight and is resolved by its status callback, a
+    /// status lookup, or the callback timeout. Only recorded in the attempt's history.
+    ProviderAmbiguous { attempt: u32, reason: &'a str },
+    /// The dial request of `attempt` was surely not received by the provider (its circuit breaker
+    /// was open, or it kept throttling): the call goes back to the queue at `queue_seq` with the
+    /// same attempt number, which is not used up.
+    DialNotSent { attempt: u32, reason: &'a str, queue_seq: u64 },
+    /// A progress report of the provider that is not an outcome (e.g. `ringing`), with the
+    /// provider's id for the call when the report names one.
+    ProviderProgress { attempt: u32, status: &'a str, external_call_id: Option<&'a str> },
     /// The provider's outcome callback.
     Callback { outcome: Outcome, attempt: Option<u32>, external_call_id: Option<&'a str>, duration_seconds: Option<u64> },
     /// The callback-deadline timer armed for `armed_for` fired (`timeout` is its text, e.g. `10m`).
-    CallbackTimeout { armed_for: Millis, timeout: &'a str },
+    /// `dial_in_progress`: a worker is still sending this attempt's dial request (the timeout
+    /// waits for it, so that the slot is not given to another call while it may still be dialled).
+    /// `lookup_budget_ms`: the provider can be asked about a call (Twilio): an attempt with a
+    /// provider id that was not looked up yet is looked up first, for this long, before it is lost.
+    CallbackTimeout { armed_for: Millis, timeout: &'a str, dial_in_progress: bool, lookup_budget_ms: Option<Millis> },
+    /// What the provider said when asked about `attempt` (see [`LookupReason`]).
+    StatusLookedUp { attempt: u32, reason: LookupReason, answer: LookupAnswer<'a>, timeout: &'a str },
+    /// The service started with this call in flight (it was PROCESSING at the crash or stop):
+    /// look its attempt up at once if the provider can be asked and knows its id.
+    Recovered,
     /// The retry timer armed for `armed_for` fired; `queue_seq` is the queue position it gets.
     RetryDue { armed_for: Millis, queue_seq: u64 },
     /// The hold timer armed for `armed_for` fired: the call may be dialled again.
@@ -67,6 +86,35 @@ pub enum Event<'a> {
     Cancel { reason: CancelReason },
     /// The operator replays the call's dead letter; `queue_seq` is the queue position it gets.
     Replay { queue_seq: u64 },
+}
+
+/// Why a status lookup was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupReason {
+    /// The callback deadline passed; the call waits for the answer until `deadline` (the lookup's
+    /// own, short deadline), then the timeout applies.
+    Deadline { deadline: Millis },
+    /// The service started with the call in flight.
+    Recovered,
+}
+
+/// The provider's answer to a status lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupAnswer<'a> {
+    /// The call ended: its outcome, as the provider's status maps to one.
+    Final { outcome: Outcome, duration_seconds: Option<u64>, external_call_id: &'a str, status: &'a str },
+    /// Still queued, ringing or in progress.
+    Pending { status: &'a str },
+    /// The provider does not know the call, or could not be asked.
+    Unknown { reason: &'a str },
+}
+
+/// An effect of a step: ask the provider about this attempt (only the writer's workers can).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub attempt: u32,
+    pub external_call_id: String,
+    pub reason: LookupReason,
 }
 
 /// Why an event does not apply.
@@ -81,6 +129,9 @@ pub enum Refusal {
     Conflict(String),
     /// Its turn came but its campaign is paused: it stays queued.
     CampaignPaused,
+    /// The callback deadline passed while a worker is still sending the attempt's dial request:
+    /// the timeout applies once the worker has reported.
+    DialInProgress,
     /// A late internal event (a provider answer or a timer for an attempt or instant the call has
     /// left): ignore it.
     Stale,
@@ -93,6 +144,7 @@ impl std::fmt::Display for Refusal {
             Refusal::WrongAttempt { current, given } => write!(f, "Callback is for attempt {given} but attempt {current} is the current one"),
             Refusal::Conflict(message) => f.write_str(message),
             Refusal::CampaignPaused => f.write_str("Campaign is paused"),
+            Refusal::DialInProgress => f.write_str("The dial request is still being sent"),
             Refusal::Stale => f.write_str("Event is stale"),
         }
     }
@@ -118,11 +170,13 @@ pub struct Transition {
     pub dead_letter: Option<String>,
     /// For callbacks: what to answer (the same for a repeat).
     pub answer: Option<CallbackAnswer>,
+    /// Ask the provider about an attempt (after the commit).
+    pub lookup: Option<LookupRequest>,
 }
 
 impl Transition {
     fn changed(call: Call, counters: Vec<(Counter, u64)>) -> Transition {
-        Transition { call, changed: true, counters, dead_letter: None, answer: None }
+        Transition { call, changed: true, counters, dead_letter: None, answer: None, lookup: None }
     }
 
     /// True when the step put the call in flight: a dial request must be sent.
@@ -238,13 +292,35 @@ pub fn step(call: &Call, event: Event<'_>, now: Millis, context: &Context<'_>) -
             transition.counters.push((Counter::DeadLetters, 1));
             Ok(transition)
         }
-        Event::ProviderProgress { attempt, status } => {
+        Event::ProviderAmbiguous { attempt, reason } => {
+            if !in_flight(attempt) {
+                return Err(Refusal::Stale);
+            }
+            let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+            note(entry, format!("Dial request ambiguous ({reason}): not resent; waiting for the status callback"));
+            Ok(Transition::changed(next, vec![]))
+        }
+        Event::DialNotSent { attempt, reason, queue_seq } => {
+            if !in_flight(attempt) {
+                return Err(Refusal::Stale);
+            }
+            let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+            entry.ended_at = Some(now);
+            note(entry, format!("Not sent: {reason}; queued again with the same attempt number"));
+            next.state = CallState::Initiated { queue_seq, hold: None };
+            Ok(Transition::changed(next, vec![]))
+        }
+        Event::ProviderProgress { attempt, status, external_call_id } => {
             let Some(entry) = next.attempt_mut(attempt) else { return Err(Refusal::Stale) };
             // A progress report after the outcome (they can arrive out of order) changes nothing.
-            if entry.is_ended() || entry.provider_status.as_deref() == Some(status) {
+            let learns_id = entry.external_call_id.is_none() && external_call_id.is_some();
+            if entry.is_ended() || (entry.provider_status.as_deref() == Some(status) && !learns_id) {
                 return Err(Refusal::Stale);
             }
             entry.provider_status = Some(status.to_string());
+            if learns_id {
+                entry.external_call_id = external_call_id.map(str::to_string);
+            }
             Ok(Transition::changed(next, vec![]))
         }
         Event::Callback { outcome, attempt, external_call_id, duration_seconds } => {
@@ -261,7 +337,7 @@ pub fn step(call: &Call, event: Event<'_>, now: Millis, context: &Context<'_>) -
             {
                 // An idempotent repeat: same answer, nothing changes.
                 let answer = CallbackAnswer { attempt: meant, outcome, result };
-                return Ok(Transition { call: call.clone(), changed: false, counters: vec![], dead_letter: None, answer: Some(answer) });
+                return Ok(Transition { call: call.clone(), changed: false, counters: vec![], dead_letter: None, answer: Some(answer), lookup: None });
             }
             if meant != call.attempt_count {
                 return Err(Refusal::WrongAttempt { current: call.attempt_count, given: meant });
@@ -277,11 +353,94 @@ pub fn step(call: &Call, event: Event<'_>, now: Millis, context: &Context<'_>) -
             }
             Ok(apply_outcome(next, outcome, duration_seconds, None, now, context))
         }
-        Event::CallbackTimeout { armed_for, timeout } => {
+        Event::CallbackTimeout { armed_for, timeout, dial_in_progress, lookup_budget_ms } => {
             if call.state != (CallState::Processing { deadline: armed_for }) {
                 return Err(Refusal::Stale);
             }
+            if dial_in_progress {
+                return Err(Refusal::DialInProgress);
+            }
+            // Looked up once: at the first deadline of the attempt (a deadline later than
+            // `dialled_at + callback_timeout` was set by a lookup), and only with an id to ask about.
+            let attempt = call.attempt_count;
+            let lookup = match (lookup_budget_ms, call.attempt(attempt)) {
+                (Some(budget), Some(entry)) if armed_for <= entry.dialled_at + context.callback_timeout_ms => {
+                    entry.external_call_id.clone().map(|id| (budget, id))
+                }
+                _ => None,
+            };
+            if let Some((budget, external_call_id)) = lookup {
+                let deadline = now + budget;
+                next.state = CallState::Processing { deadline };
+                let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+                note(entry, format!("No callback within {timeout}: asking the provider about the call"));
+                let mut transition = Transition::changed(next, vec![]);
+                transition.lookup = Some(LookupRequest { attempt, external_call_id, reason: LookupReason::Deadline { deadline } });
+                return Ok(transition);
+            }
             Ok(apply_outcome(next, Outcome::Failed, None, Some(format!("No callback within {timeout}")), now, context))
+        }
+        Event::StatusLookedUp { attempt, reason, answer, timeout } => {
+            if !in_flight(attempt) {
+                return Err(Refusal::Stale);
+            }
+            // A lookup made at the deadline is current only while the call waits for its answer.
+            let at_deadline = match reason {
+                LookupReason::Deadline { deadline } if call.state != (CallState::Processing { deadline }) => return Err(Refusal::Stale),
+                LookupReason::Deadline { .. } => true,
+                LookupReason::Recovered => false,
+            };
+            match answer {
+                LookupAnswer::Final { outcome, duration_seconds, external_call_id, status } => {
+                    let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+                    if entry.external_call_id.is_none() {
+                        entry.external_call_id = Some(external_call_id.to_string());
+                    }
+                    entry.provider_status = Some(status.to_string());
+                    let mut transition = apply_outcome(next, outcome, duration_seconds, None, now, context);
+                    if let Some(entry) = transition.call.attempt_mut(attempt) {
+                        note(entry, "Outcome from a status lookup".to_string());
+                    }
+                    Ok(transition)
+                }
+                LookupAnswer::Pending { status } => {
+                    let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+                    let same = entry.provider_status.as_deref() == Some(status);
+                    entry.provider_status = Some(status.to_string());
+                    if at_deadline {
+                        // Still ringing or talking: wait once more, as long again.
+                        note(entry, format!("Status lookup: still {status}; waiting {timeout} more"));
+                        next.state = CallState::Processing { deadline: now + context.callback_timeout_ms };
+                    } else if same {
+                        return Err(Refusal::Stale);
+                    }
+                    Ok(Transition::changed(next, vec![]))
+                }
+                LookupAnswer::Unknown { reason } => {
+                    if at_deadline {
+                        return Ok(apply_outcome(
+                            next,
+                            Outcome::Failed,
+                            None,
+                            Some(format!("No callback within {timeout}; status lookup: {reason}")),
+                            now,
+                            context,
+                        ));
+                    }
+                    // After a restart the deadline still stands: it decides.
+                    let entry = next.attempt_mut(attempt).ok_or(Refusal::Stale)?;
+                    note(entry, format!("Status lookup after a restart: {reason}"));
+                    Ok(Transition::changed(next, vec![]))
+                }
+            }
+        }
+        Event::Recovered => {
+            let CallState::Processing { .. } = call.state else { return Err(Refusal::Stale) };
+            let attempt = call.attempt_count;
+            let external_call_id = call.attempt(attempt).and_then(|a| a.external_call_id.clone()).ok_or(Refusal::Stale)?;
+            let mut transition = Transition { call: call.clone(), changed: false, counters: vec![], dead_letter: None, answer: None, lookup: None };
+            transition.lookup = Some(LookupRequest { attempt, external_call_id, reason: LookupReason::Recovered });
+            Ok(transition)
         }
         Event::RetryDue { armed_for, queue_seq } => {
             if call.state != (CallState::Retrying { next_retry_at: armed_for }) {
@@ -357,6 +516,19 @@ fn hold(mut next: Call, queue_seq: u64, reason: HoldReason, until: Millis) -> Tr
     Transition::changed(next, vec![])
 }
 
+/// Longest text kept in an attempt's `error` notes; older notes give way to newer ones.
+const ATTEMPT_NOTES_MAX_CHARS: usize = 1000;
+
+/// Adds a note to an attempt's history (its `error` text), after what it already says.
+fn note(entry: &mut Attempt, text: String) {
+    let joined = match entry.error.take() {
+        Some(before) if !before.is_empty() => format!("{before}; {text}"),
+        _ => text,
+    };
+    let excess = joined.chars().count().saturating_sub(ATTEMPT_NOTES_MAX_CHARS);
+    entry.error = Some(if excess == 0 { joined } else { format!("…{}", joined.chars().skip(excess + 1).collect::<String>()) });
+}
+
 /// Writes how attempt `n` ended into its history entry.
 fn end_attempt(
     call: &mut Call,
@@ -371,7 +543,9 @@ fn end_attempt(
         entry.outcome = outcome;
         entry.call_duration = duration_seconds;
         entry.ended_at = Some(now);
-        entry.error = error;
+        if let Some(error) = error {
+            note(entry, error);
+        }
         entry.result = result;
     }
 }
@@ -410,7 +584,7 @@ fn apply_outcome(mut next: Call, outcome: Outcome, duration_seconds: Option<u64>
     }
     let result = AttemptResult { status: next.status(), next_retry_at: next.next_retry_at() };
     end_attempt(&mut next, attempt, now, Some(outcome), duration_seconds, context, Some(result));
-    Transition { call: next, changed: true, counters, dead_letter: None, answer: Some(CallbackAnswer { attempt, outcome, result }) }
+    Transition { call: next, changed: true, counters, dead_letter: None, answer: Some(CallbackAnswer { attempt, outcome, result }), lookup: None }
 }
 
 #[cfg(test)]
@@ -586,12 +760,12 @@ mod tests {
 
     #[test]
     fn progress_reports_never_reopen_an_ended_attempt() {
-        let ringing = Event::ProviderProgress { attempt: 1, status: "ringing" };
+        let ringing = Event::ProviderProgress { attempt: 1, status: "ringing", external_call_id: None };
         let t = check(&call_in(Status::Processing, 1), ringing, Ok((Status::Processing, None))).unwrap();
         assert_eq!(t.call.attempts[0].provider_status.as_deref(), Some("ringing"));
         check(&t.call, ringing, Err(Refusal::Stale));
         let done = check(&t.call, callback(Outcome::Picked), Ok((Status::Picked, None))).unwrap();
-        check(&done.call, Event::ProviderProgress { attempt: 1, status: "in-progress" }, Err(Refusal::Stale));
+        check(&done.call, Event::ProviderProgress { attempt: 1, status: "in-progress", external_call_id: Some("CA1") }, Err(Refusal::Stale));
     }
 
     #[test]
@@ -621,7 +795,7 @@ mod tests {
 
     #[test]
     fn callback_timeout_applies_only_to_the_deadline_it_was_armed_for() {
-        let timeout = |armed_for| Event::CallbackTimeout { armed_for, timeout: "10m" };
+        let timeout = |armed_for| Event::CallbackTimeout { armed_for, timeout: "10m", dial_in_progress: false, lookup_budget_ms: None };
         check(&call_in(Status::Processing, 1), timeout(T0 + TIMEOUT), Ok((Status::Retrying, Some("No callback within 10m"))));
         check(&call_in(Status::Processing, 3), timeout(T0 + TIMEOUT), Ok((Status::Failed, Some("No callback within 10m; Max retry attempts reached (3)"))));
         check(&call_in(Status::Processing, 2), timeout(T0 + TIMEOUT - 1), Err(Refusal::Stale));
@@ -645,7 +819,7 @@ mod tests {
         assert_eq!(t.call.attempts[0].outcome, Some(Outcome::Rnr));
         assert_eq!(t.answer.unwrap().result, AttemptResult { status: Status::Cancelled, next_retry_at: None });
         check_in(CampaignStatus::Stopped, &call_in(Status::Processing, 1), callback(Outcome::Picked), Ok((Status::Picked, None)));
-        let timeout = Event::CallbackTimeout { armed_for: T0 + TIMEOUT, timeout: "10m" };
+        let timeout = Event::CallbackTimeout { armed_for: T0 + TIMEOUT, timeout: "10m", dial_in_progress: false, lookup_budget_ms: None };
         check_in(CampaignStatus::Stopped, &call_in(Status::Processing, 1), timeout, Ok((Status::Cancelled, Some("Campaign stopped"))));
         let due = Event::RetryDue { armed_for: T0 + HOUR, queue_seq: 9 };
         check_in(CampaignStatus::Stopped, &call_in(Status::Retrying, 1), due, Ok((Status::Cancelled, Some("Campaign stopped"))));
@@ -709,5 +883,125 @@ mod tests {
         check(&call_in(Status::Retrying, 1), Event::Replay { queue_seq: 8 }, refused);
         let stopped = Err(Refusal::Conflict("Cannot replay: the campaign is stopped".into()));
         check_in(CampaignStatus::Stopped, &call_in(Status::Failed, 3), Event::Replay { queue_seq: 8 }, stopped);
+    }
+
+    #[test]
+    fn an_ambiguous_dial_only_records_and_keeps_the_attempt_in_flight() {
+        let ambiguous = Event::ProviderAmbiguous { attempt: 1, reason: "timeout" };
+        let t = check(&call_in(Status::Processing, 1), ambiguous, Ok((Status::Processing, None))).unwrap();
+        assert!(t.call.attempts[0].error.as_deref().unwrap().contains("ambiguous (timeout)"), "{:?}", t.call.attempts[0]);
+        assert_eq!(t.call.attempts[0].ended_at, None);
+        assert!(t.counters.is_empty() && t.dead_letter.is_none());
+        check(&call_in(Status::Processing, 2), Event::ProviderAmbiguous { attempt: 1, reason: "timeout" }, Err(Refusal::Stale));
+        // The status callback still resolves it, and the note stays in the history.
+        let done = check(&t.call, callback(Outcome::Picked), Ok((Status::Picked, None))).unwrap();
+        assert!(done.call.attempts[0].error.as_deref().unwrap().contains("ambiguous"));
+    }
+
+    #[test]
+    fn a_dial_that_was_not_sent_goes_back_to_the_queue_with_the_same_attempt() {
+        let not_sent = Event::DialNotSent { attempt: 2, reason: "circuit open", queue_seq: 77 };
+        let t = check(&call_in(Status::Processing, 2), not_sent, Ok((Status::Initiated, None))).unwrap();
+        assert_eq!((t.call.state.clone(), t.call.attempt_count), (CallState::Initiated { queue_seq: 77, hold: None }, 2));
+        assert!(t.call.attempts[1].error.as_deref().unwrap().starts_with("Not sent: circuit open"));
+        // Dialled again: a new history entry for the same attempt number, which then takes the outcome.
+        let again = check(&t.call, DISPATCH, Ok((Status::Processing, None))).unwrap();
+        assert_eq!(again.call.attempts.len(), 3);
+        let done = check(
+            &again.call,
+            Event::Callback { outcome: Outcome::Picked, attempt: Some(2), external_call_id: None, duration_seconds: None },
+            Ok((Status::Picked, None)),
+        )
+        .unwrap();
+        assert_eq!(done.call.attempts[2].outcome, Some(Outcome::Picked));
+        check(&call_in(Status::Retrying, 2), not_sent, Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn the_callback_timeout_waits_for_a_dial_still_being_sent() {
+        let timeout = |dial_in_progress| Event::CallbackTimeout { armed_for: T0 + TIMEOUT, timeout: "10m", dial_in_progress, lookup_budget_ms: None };
+        check(&call_in(Status::Processing, 1), timeout(true), Err(Refusal::DialInProgress));
+        check(&call_in(Status::Processing, 1), timeout(false), Ok((Status::Retrying, Some("No callback within 10m"))));
+    }
+
+    /// A call in flight whose attempt 1 was dialled one callback timeout before T0, with
+    /// provider id `CA1`: its deadline, T0, has just passed.
+    fn twilio_call() -> Call {
+        let mut call = call_in(Status::Processing, 1);
+        call.attempts[0].external_call_id = Some("CA1".into());
+        call.attempts[0].dialled_at = T0 - TIMEOUT;
+        call.state = CallState::Processing { deadline: T0 };
+        call
+    }
+
+    const BUDGET: Millis = 20_000;
+    const NOW: Millis = T0 + 1000;
+
+    fn deadline_timeout(armed_for: Millis) -> Event<'static> {
+        Event::CallbackTimeout { armed_for, timeout: "10m", dial_in_progress: false, lookup_budget_ms: Some(BUDGET) }
+    }
+
+    fn looked_up(reason: LookupReason, answer: LookupAnswer<'static>) -> Event<'static> {
+        Event::StatusLookedUp { attempt: 1, reason, answer, timeout: "10m" }
+    }
+
+    #[test]
+    fn at_its_deadline_an_attempt_with_a_provider_id_is_looked_up_before_it_is_lost() {
+        let t = check(&twilio_call(), deadline_timeout(T0), Ok((Status::Processing, None))).unwrap();
+        let deadline = NOW + BUDGET;
+        assert_eq!(t.call.state, CallState::Processing { deadline });
+        assert_eq!(t.lookup, Some(LookupRequest { attempt: 1, external_call_id: "CA1".into(), reason: LookupReason::Deadline { deadline } }));
+        // Without an id there is nothing to ask: the timeout applies.
+        let mut without_id = twilio_call();
+        without_id.attempts[0].external_call_id = None;
+        check(&without_id, deadline_timeout(T0), Ok((Status::Retrying, Some("No callback within 10m"))));
+        // The lookup's own deadline passing (no answer) applies the timeout: it is looked up once.
+        check(&t.call, deadline_timeout(deadline), Ok((Status::Retrying, Some("No callback within 10m"))));
+    }
+
+    #[test]
+    fn the_lookups_answer_decides() {
+        let waiting = check(&twilio_call(), deadline_timeout(T0), Ok((Status::Processing, None))).unwrap().call;
+        let reason = LookupReason::Deadline { deadline: NOW + BUDGET };
+        let completed = LookupAnswer::Final { outcome: Outcome::Picked, duration_seconds: Some(31), external_call_id: "CA1", status: "completed" };
+        let t = check(&waiting, looked_up(reason, completed), Ok((Status::Picked, None))).unwrap();
+        assert_eq!((t.call.total_call_time, t.call.attempts[0].provider_status.as_deref()), (31, Some("completed")));
+        // Still ringing: waits once more, a whole callback timeout; its next deadline is final.
+        let t = check(&waiting, looked_up(reason, LookupAnswer::Pending { status: "ringing" }), Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.state, CallState::Processing { deadline: NOW + TIMEOUT });
+        assert!(t.lookup.is_none());
+        check(&t.call, deadline_timeout(NOW + TIMEOUT), Ok((Status::Retrying, Some("No callback within 10m"))));
+        // Unknown to the provider: the timeout applies now.
+        let unknown = LookupAnswer::Unknown { reason: "not found" };
+        check(&waiting, looked_up(reason, unknown), Ok((Status::Retrying, Some("No callback within 10m; status lookup: not found"))));
+        // An answer for a lookup the call has moved past changes nothing.
+        check(&waiting, looked_up(LookupReason::Deadline { deadline: NOW + 1 }, unknown), Err(Refusal::Stale));
+        check(&call_in(Status::Picked, 1), looked_up(reason, completed), Err(Refusal::Stale));
+    }
+
+    #[test]
+    fn after_a_restart_a_call_in_flight_is_looked_up_at_once() {
+        let t = check(&twilio_call(), Event::Recovered, Ok((Status::Processing, None))).unwrap();
+        assert!(!t.changed);
+        assert_eq!(t.lookup, Some(LookupRequest { attempt: 1, external_call_id: "CA1".into(), reason: LookupReason::Recovered }));
+        check(&call_in(Status::Processing, 1), Event::Recovered, Err(Refusal::Stale));
+        check(&call_in(Status::Retrying, 1), Event::Recovered, Err(Refusal::Stale));
+        // A final answer resolves it; a pending one is only noted and the deadline stands.
+        let completed = LookupAnswer::Final { outcome: Outcome::Rnr, duration_seconds: Some(0), external_call_id: "CA1", status: "no-answer" };
+        check(&twilio_call(), looked_up(LookupReason::Recovered, completed), Ok((Status::Retrying, None)));
+        let t =
+            check(&twilio_call(), looked_up(LookupReason::Recovered, LookupAnswer::Pending { status: "in-progress" }), Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.state, twilio_call().state);
+        let t =
+            check(&twilio_call(), looked_up(LookupReason::Recovered, LookupAnswer::Unknown { reason: "HTTP 500" }), Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.state, twilio_call().state);
+    }
+
+    #[test]
+    fn a_progress_report_may_name_the_providers_id() {
+        let ringing = Event::ProviderProgress { attempt: 1, status: "ringing", external_call_id: Some("CA9") };
+        let t = check(&call_in(Status::Processing, 1), ringing, Ok((Status::Processing, None))).unwrap();
+        assert_eq!(t.call.attempts[0].external_call_id.as_deref(), Some("CA9"));
+        check(&t.call, ringing, Err(Refusal::Stale));
     }
 }

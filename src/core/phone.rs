@@ -338,46 +338,6 @@ pub fn mask(e164: &str) -> String {
     out
 }
 
-/// Fewest digits in a run of text that [`mask_numbers_in`] treats as a phone number.
-const MASKED_RUN_DIGITS_MIN: usize = 7;
-
-/// `text` with every run that looks like a phone number (an optional `+`, then digits and
-/// separators holding at least 7 digits) replaced by its [`mask`], so that a provider's error
-/// body can be logged or stored without a full number in it. Other text is kept as it is; a
-/// long digit run that is not a number (a date, an id, an IPv4 address) is masked too, which
-/// costs a little detail and never leaks a number.
-pub fn mask_numbers_in(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(|c: char| c == '+' || c.is_ascii_digit()) {
-        out.push_str(&rest[..start]);
-        let run = &rest[start..];
-        // The run: an optional `+`, then digits and separators, ending at its last digit.
-        let body_start = usize::from(run.starts_with('+'));
-        let mut end = body_start;
-        let mut digits = 0;
-        // `end` is at least 1: the run starts with `+` or a digit.
-        for (offset, c) in run[body_start..].char_indices() {
-            if c.is_ascii_digit() {
-                digits += 1;
-                end = body_start + offset + 1;
-            } else if !is_separator(c) {
-                break;
-            }
-        }
-        if digits >= MASKED_RUN_DIGITS_MIN {
-            let compacted: String = run[..end].chars().filter(|&c| c == '+' || c.is_ascii_digit()).collect();
-            out.push_str(&mask(&compacted));
-        } else {
-            // Too few digits for a number: kept as it is.
-            out.push_str(&run[..end]);
-        }
-        rest = &run[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +550,7 @@ mod tests {
         check_masked("number +14155550101 is unreachable", "number +1415*****01 is unreachable");
         check_masked("to +1 (415) 555-0101.", "to +1415*****01.");
         check_masked("{\"to\":\"+442079460958\",\"code\":21211}", "{\"to\":\"+4420******58\",\"code\":21211}");
-        check_masked("call 4155550101, then +14155550102", "call 41555***01, then +1415*****02");
+        check_masked("call 4155550101, then +14155550102", "call 4155****01, then +1415*****02");
         check_masked("error 404 after 3 tries", "error 404 after 3 tries");
         check_masked("+1 2 3", "+1 2 3");
         check_masked("", "");
@@ -728,15 +688,96 @@ mod tests {
         fn the_shape_rule_is_the_legacy_rule(digits in "[1-9][0-9]{7,14}") {
             prop_assert_eq!(parse(&format!("+{digits}"), None, Shape), Ok(format!("+{digits}")));
         }
+    }
+}
 
-        #[test]
-        fn masking_leaves_no_run_of_seven_digits(text in "[ +0-9a-z().-]{0,60}") {
-            let masked = mask_numbers_in(&text);
-            let mut run = 0;
-            for c in masked.chars() {
-                if c.is_ascii_digit() { run += 1; } else if !is_separator(c) { run = 0; }
-                prop_assert!(run < MASKED_RUN_DIGITS_MIN, "{:?} -> {:?}", text, masked);
+/// `text` (a provider's error body, a transport error) with everything that looks like a phone
+/// number masked like [`mask`]: a run of 7 to 15 digits, optionally after `+`, with single
+/// spaces, dashes or parentheses between groups (and dots after a `+`), that is not part of a
+/// word (so ids such as `CA5088b159…` and UUIDs stay readable). Longer runs (UUIDs, timestamps in
+/// milliseconds) are left alone.
+pub fn mask_numbers_in(text: &str) -> String {
+    const DIGITS_MIN: usize = 7;
+    const DIGITS_MAX: usize = 15;
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let word_before = i > 0 && chars[i - 1].is_alphanumeric();
+        let plus = chars[i] == '+' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit() || *c == '(');
+        let starts = !word_before && (plus || chars[i].is_ascii_digit() || (chars[i] == '(' && chars.get(i + 1).is_some_and(char::is_ascii_digit)));
+        if !starts {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // Extend over digits and separators (at most two separators in a row, each followed by more).
+        let mut end = i + usize::from(plus);
+        let mut digits = 0usize;
+        let mut last_digit_end = end;
+        let mut separators = 0;
+        while end < chars.len() {
+            let c = chars[end];
+            if c.is_ascii_digit() {
+                digits += 1;
+                separators = 0;
+                end += 1;
+                last_digit_end = end;
+            } else if (matches!(c, ' ' | '-' | '(' | ')') || (plus && c == '.')) && separators < 2 {
+                separators += 1;
+                end += 1;
+            } else {
+                break;
             }
+        }
+        let word_after = chars.get(last_digit_end).is_some_and(|c| c.is_alphanumeric());
+        if (DIGITS_MIN..=DIGITS_MAX).contains(&digits) && !word_after {
+            let run: String = chars[i..last_digit_end].iter().filter(|c| c.is_ascii_digit()).collect();
+            // Masked as if written with `+`, so that at most four digits show in front either way.
+            let masked = mask(&format!("+{run}"));
+            out.push_str(if plus { &masked } else { &masked[1..] });
+            i = last_digit_end;
+        } else {
+            // Not a number: copy the run's first character and look again from the next one, so
+            // that a long digit run is skipped whole rather than masked in part.
+            let skip_to = if digits > DIGITS_MAX || word_after { last_digit_end.max(i + 1) } else { i + 1 };
+            out.extend(&chars[i..skip_to]);
+            i = skip_to;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod mask_numbers_in_tests {
+    use super::mask_numbers_in;
+
+    #[test]
+    fn masks_numbers_in_provider_text_and_leaves_ids_alone() {
+        let cases = [
+            ("The 'To' number 5551234567 is not a valid phone number.", "The 'To' number 5551****67 is not a valid phone number."),
+            (r#"{"to": "+14155550101", "error": "barred"}"#, r#"{"to": "+1415*****01", "error": "barred"}"#),
+            ("call +1 (415) 555-0101 refused", "call +1415*****01 refused"),
+            ("+44.20.7946.0958 failed", "+4420******58 failed"),
+            ("Twilio error 21211: bad", "Twilio error 21211: bad"),
+            ("HTTP 503: maintenance", "HTTP 503: maintenance"),
+            ("call 0190a5c4-0000-7000-8000-000000000001 attempt 2", "call 0190a5c4-0000-7000-8000-000000000001 attempt 2"),
+            ("sid CAe1644a7eed5088b159577c5802d8be38", "sid CAe1644a7eed5088b159577c5802d8be38"),
+            ("id 17800000000000000 is long", "id 17800000000000000 is long"),
+            ("io: Connection refused (os error 111)", "io: Connection refused (os error 111)"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(mask_numbers_in(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn no_unmasked_number_survives() {
+        let text = "numbers: 14155550101, +442079460958 and (415) 555 0101; more 5551234567x";
+        let masked = mask_numbers_in(text);
+        for number in ["14155550101", "442079460958", "5550101"] {
+            assert!(!masked.contains(number), "{number} in {masked}");
         }
     }
 }

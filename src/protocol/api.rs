@@ -257,7 +257,10 @@ pub struct Metrics {
     pub writer_queue: u64,
     #[serde(default)]
     pub uptime_seconds: u64,
-    /// Why `system_status` is `degraded` (empty otherwise).
+    /// Attempts in flight waiting for their outcome, and how long the oldest has waited.
+    #[serde(default)]
+    pub awaiting_outcome: AwaitingOutcome,
+    /// Why `system_status` is `degraded`, in words (empty otherwise).
     #[serde(default)]
     pub degraded_reasons: Vec<String>,
     #[serde(default)]
@@ -322,6 +325,19 @@ pub struct Backup {
     pub duration_ms: u64,
 }
 
+/// Attempts handed to the provider that have no outcome yet: each holds a slot until its
+/// callback, a status lookup, or its callback timeout.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct AwaitingOutcome {
+    pub count: u64,
+    /// Seconds the oldest of them has waited (0 when there is none).
+    pub oldest_seconds: u64,
+    /// Of them, the calls that were already in flight when the service started (their outcome
+    /// comes from the provider's callback, a status lookup, or the callback timeout).
+    pub recovered: u64,
+}
+
 /// One day of `recent_metrics` (days are UTC).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -377,6 +393,20 @@ pub struct ProviderMetrics {
     pub refusals: u64,
     /// Newest first.
     pub recent_errors: Vec<ProviderError>,
+    /// The circuit breaker: `closed`, `open` (no dial starts) or `half_open` (one probe).
+    pub breaker: String,
+    /// Transport failures in a row, as the breaker counts them.
+    pub consecutive_failures: u32,
+    /// When an open breaker lets its probe through.
+    pub breaker_probe_at: Option<String>,
+    /// Sends the provider answered 429 or 503 (not failures: resent after the wait).
+    pub throttled: u64,
+    /// Dial requests whose fate was unknown and that were left to the status callback (Twilio).
+    pub ambiguous: u64,
+    /// Dials handed back to the queue unsent, their attempt not used up (breaker open, throttled).
+    pub not_sent: u64,
+    /// The dial pace in force, calls per second × 1000 (lowered while the provider throttles).
+    pub dial_pace_milli_per_second: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -469,6 +499,13 @@ pub struct DeadLettersReplayed {
     /// Dead letters put back in the queue.
     #[serde(default)]
     pub replayed_count: u64,
+    /// Matching dead letters not replayed by this request: already replayed, or no longer
+    /// replayable (their call is not FAILED any more, their campaign is stopped, …).
+    #[serde(default)]
+    pub skipped_count: u64,
+    /// Matching dead letters still waiting beyond this request's bound: send it again.
+    #[serde(default)]
+    pub remaining: u64,
 }
 
 /// The one error shape: `{"error": {"code", "message", "details"}}`.

@@ -4,8 +4,11 @@
 //! Start order: store → recovery scan → writer → scheduler (recovered) → workers → retention
 //! (when configured) → listener → ready (`/readyz` 200, systemd READY=1).
 //! Stop order: stop accepting and finish in-flight requests → scheduler stops dispatching (drops
-//! the dial channel) → retention finishes its chunk → workers finish their current request and
-//! report it → the last writer handle drops → the writer commits what is queued and exits.
+//! the dial channel) → retention finishes its chunk → workers wake from any wait and stop (one in
+//! a provider request finishes that request and reports it) → the last writer handle drops → the
+//! writer commits what is queued and exits. All of it within `limits.shutdown_timeout`, whatever
+//! the provider does: a thread still busy at the end of the budget is left behind, and what it
+//! did not report stays PROCESSING in the store, exactly as after a crash.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,7 +37,7 @@ use crate::config::Config;
 use crate::core::clock::SharedClock;
 use crate::core::retry::RetryRules;
 use api::AppState;
-use dispatch::ProviderClient;
+use dispatch::{ProviderClient, ProviderHealth, SendBoard, TwilioClient, WebhookClient, Workers};
 use scheduler::{Scheduler, SchedulerSettings};
 use stats::{Gauges, LiveStats};
 use store::Store;
@@ -50,8 +53,9 @@ const DISK_CHECK_PERIOD: Duration = Duration::from_secs(1);
 const WRITER_STALL_MS: i64 = 30_000;
 const SCHEDULER_STALL_MS: i64 = 5_000;
 
-/// Runs the service until `shutdown` resolves. `provider_url` is where dial requests go (the
-/// configured endpoint, or the address of a mock provider the caller started).
+/// Runs the service until `shutdown` resolves. `provider_url` is where the provider is reached:
+/// the webhook endpoint, or the Twilio API's base URL (the configured one, or the address of a
+/// mock provider the caller started).
 pub async fn serve(
     config: Config,
     rules: RetryRules,
@@ -66,6 +70,9 @@ pub async fn serve(
     }
     if config.uses_dev_token() {
         tracing::warn!("the development token `dev-token-12345` is accepted: set your own tokens before exposing this service");
+    }
+    if let Some(problem) = config.callback_timeout_problem() {
+        tracing::warn!("{problem} (serving anyway: a deadline that passes while a dial request is being resent waits for that request)");
     }
 
     let store = {
@@ -99,11 +106,16 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|error| startup::explain_bind_error(config.listen, error))?;
     let bound = listener.local_addr()?;
     let callback_url: Arc<str> = config.callback_url(bound).into();
+    let public_base: Arc<str> = config.public_base(bound).into();
+    let board = Arc::new(SendBoard::default());
+    let health = Arc::new(ProviderHealth::new(config.provider.breaker_failures, config.provider.breaker_cooldown.as_millis() as i64));
+    let twilio = config.provider.twilio.clone();
 
     let gauges = Arc::new(Gauges::new(config.max_concurrent_calls));
     let stats = Arc::new(LiveStats::new(clock.now_ms()));
     let rules = Arc::new(rules);
     let (events_tx, events_rx) = crossbeam_channel::bounded(config.limits.event_queue_max);
+    let worker_events = events_tx.clone();
     let writer_core = Writer::new(
         store.clone(),
         rules.clone(),
@@ -120,7 +132,10 @@ pub async fn serve(
             items_max: config.limits.batch_max,
             cancel_chunk_max: config.limits.cancel_chunk_max,
             timezone_max_candidates: config.timezone_max_candidates,
+            // Long enough for the lookup to wait for a free worker and then take its own timeout.
+            lookup_budget: twilio.is_some().then(|| config.provider.timeout * 3 + Duration::from_secs(5)),
         },
+        board.clone(),
     )?;
     // Fail-stop: after a storage error the file's state is unknown; exit so that the supervisor
     // restarts the service and recovery starts from the last commit.
@@ -128,30 +143,57 @@ pub async fn serve(
 
     // Every job in the dial channel holds a slot, so it never holds more than the limit.
     let (dial_tx, dial_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
+    let recovered_in_flight: Vec<_> = recovered.in_flight.iter().map(|(_, call_id, _)| *call_id).collect();
+    let (lookup_tx, lookup_rx) = crossbeam_channel::bounded(config.max_concurrent_calls as usize);
     let scheduler = Scheduler::recover(
         recovered,
         clock.clone(),
         writer.clone(),
         dial_tx,
+        health.clone(),
         gauges.clone(),
         stats.clone(),
         SchedulerSettings {
             max_concurrent_calls: config.max_concurrent_calls,
             max_calls_per_second: config.max_calls_per_second,
             retry_release_max: config.limits.retry_release_max,
+            callback_timeout_ms: config.callback_timeout.as_millis() as i64,
         },
-    );
+    )
+    .with_lookups(lookup_tx);
     let (stop_scheduler, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let scheduler_thread = std::thread::Builder::new().name("callmgr-scheduler".into()).spawn(move || scheduler.run(events_rx, stop_rx))?;
 
-    let client = Arc::new(ProviderClient::new(
-        provider_url,
-        config.provider.api_key.clone(),
-        config.provider.timeout,
-        config.provider.max_send_attempts,
-        config.workers,
-    ));
-    let workers = dispatch::spawn_workers(config.workers, dial_rx, writer.clone(), client, stats.clone(), clock.clone());
+    let client = match twilio {
+        None => ProviderClient::Webhook(WebhookClient::new(provider_url, config.provider.api_key.clone(), config.provider.timeout, config.workers)),
+        Some(settings) => ProviderClient::Twilio(TwilioClient::new(settings, provider_url, public_base.clone(), config.provider.timeout, config.workers)),
+    };
+    let pool = Arc::new(Workers {
+        writer: writer.clone(),
+        client: Arc::new(client),
+        stats: stats.clone(),
+        clock: clock.clone(),
+        board,
+        health: health.clone(),
+        events: worker_events,
+        max_send_attempts: config.provider.max_send_attempts,
+        throttle_budget: config.provider.throttle_budget,
+    });
+    // Dropping `stop_workers` wakes every worker from its waits.
+    let (stop_workers, workers_stopping) = crossbeam_channel::bounded::<()>(0);
+    let workers = dispatch::spawn_workers(config.workers, dial_rx, lookup_rx, pool, workers_stopping);
+    if config.provider.twilio.is_some() && !recovered_in_flight.is_empty() {
+        // Calls in flight at the last stop are looked up at once, not after their callback timeout.
+        tracing::info!(calls = recovered_in_flight.len(), "asking the provider about the calls that were in flight at the last stop");
+        let writer = writer.clone();
+        std::thread::Builder::new().name("callmgr-reconcile".into()).spawn(move || {
+            for chunk in recovered_in_flight.chunks(1000) {
+                if !writer.send(writer::Command::ReconcileRecovered { call_ids: chunk.to_vec() }) {
+                    break;
+                }
+            }
+        })?;
+    }
 
     let retention_status = Arc::new(retention::RetentionStatus::default());
     let (stop_retention, retention_stop_rx) = crossbeam_channel::bounded::<()>(1);
@@ -179,7 +221,7 @@ pub async fn serve(
         tracing::warn!(%error, "cannot read the data disk's free space");
     }
     let disk_watch = tokio::spawn(disk::watch(disk.clone(), DISK_CHECK_PERIOD));
-    let state = AppState {
+    let state = AppState::new(api::AppParts {
         writer: writer.clone(),
         store: store.clone(),
         config: config.clone(),
@@ -187,11 +229,13 @@ pub async fn serve(
         gauges: gauges.clone(),
         stats,
         clock: clock.clone(),
+        public_base: public_base.clone(),
+        provider_health: health,
         exports,
         retention: retention_status,
         backups: Arc::new(backup::BackupGate::default()),
         disk,
-    };
+    });
     let app = api::router(state);
     gauges.ready.store(true, Ordering::Release);
     tracing::info!(address = %bound, callback_url = %callback_url, boot_ms = boot_started.elapsed().as_millis() as u64, "callmgr listening on http://{bound}");
@@ -199,18 +243,18 @@ pub async fn serve(
     let watchdog = tokio::spawn(watchdog(gauges.clone(), writer.clone(), clock.clone()));
 
     let shutdown_timeout = config.limits.shutdown_timeout;
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<Instant>();
     let server = http::run(listener, app, http_settings, async move {
         shutdown.await;
         tracing::info!("stopping: no new connections; finishing requests in flight");
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
-        let _ = drain_tx.send(());
+        let _ = drain_tx.send(Instant::now());
     });
     let server = tokio::spawn(server);
-    let _ = drain_rx.await;
-    // In-flight requests get the whole budget; whatever is left goes to the threads below.
-    let deadline = Instant::now() + shutdown_timeout;
-    match tokio::time::timeout(shutdown_timeout, server).await {
+    let stop_started = drain_rx.await.unwrap_or_else(|_| Instant::now());
+    // The whole stop fits in the budget: requests in flight, then the threads, then exit.
+    let deadline = stop_started + shutdown_timeout;
+    match tokio::time::timeout_at(deadline.into(), server).await {
         Ok(result) => result??,
         Err(_) => tracing::warn!("requests still open after {}; closing them", crate::config::fmt_duration(shutdown_timeout)),
     }
@@ -218,10 +262,15 @@ pub async fn serve(
     disk_watch.abort();
     gauges.ready.store(false, Ordering::Release);
     let _ = stop_scheduler.send(());
-    // Retention ends its chunk (the writer is still there to answer) and stops.
+    // Retention ends its chunk (the writer is still there to answer) and stops; the workers wake
+    // from any wait and stop.
     drop(stop_retention);
+    drop(stop_workers);
     drop(writer);
-    let joined = tokio::task::spawn_blocking(move || {
+    // Joined on a plain thread, not the runtime's blocking pool: the runtime must not wait for a
+    // worker stuck in a provider request when it shuts down.
+    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("callmgr-stop".into()).spawn(move || {
         if let Some(thread) = retention_thread {
             let _ = thread.join();
         }
@@ -230,11 +279,11 @@ pub async fn serve(
             let _ = worker.join();
         }
         let _ = writer_thread.join();
-    });
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-    if tokio::time::timeout(left, joined).await.is_err() {
+        let _ = joined_tx.send(());
+    })?;
+    if tokio::time::timeout_at(deadline.into(), joined_rx).await.is_err() {
         tracing::warn!(
-            "workers still waiting on the provider at the end of the shutdown budget; their calls stay PROCESSING and resolve by callback or timeout"
+            "a worker is still waiting on the provider at the end of limits.shutdown_timeout; stopping anyway: what it did not report stays PROCESSING and is resolved after the restart like a crash"
         );
     } else {
         tracing::info!("stopped cleanly");

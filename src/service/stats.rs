@@ -58,6 +58,12 @@ pub struct Gauges {
     pub held_paused: AtomicU64,
     /// Queued calls held by a dialling gate (calling hours, contact limits).
     pub held_by_gates: AtomicU64,
+    /// Attempts in flight waiting for their outcome, and when the oldest started waiting
+    /// (`i64::MIN`: none).
+    pub awaiting_outcome: AtomicU64,
+    awaiting_oldest_started_ms: AtomicI64,
+    /// Of those, the calls that were already in flight when the service started.
+    pub recovered_in_flight: AtomicU64,
     per_campaign_in_flight: Mutex<HashMap<CampaignId, u32>>,
     writer_heartbeat_ms: AtomicI64,
     scheduler_heartbeat_ms: AtomicI64,
@@ -69,7 +75,22 @@ impl Gauges {
     pub fn new(max_concurrent_calls: u32) -> Gauges {
         let gauges = Gauges::default();
         gauges.max_concurrent_calls.store(max_concurrent_calls as u64, Ordering::Relaxed);
+        gauges.awaiting_oldest_started_ms.store(i64::MIN, Ordering::Relaxed);
         gauges
+    }
+
+    pub fn set_awaiting(&self, count: u64, oldest_started: Option<Millis>, recovered: u64) {
+        self.awaiting_outcome.store(count, Ordering::Relaxed);
+        self.awaiting_oldest_started_ms.store(oldest_started.unwrap_or(i64::MIN), Ordering::Relaxed);
+        self.recovered_in_flight.store(recovered, Ordering::Relaxed);
+    }
+
+    /// Seconds the oldest attempt in flight has waited for its outcome at `now` (0 when none).
+    pub fn awaiting_oldest_seconds(&self, now: Millis) -> u64 {
+        match self.awaiting_oldest_started_ms.load(Ordering::Relaxed) {
+            i64::MIN => 0,
+            started => ((now - started).max(0) / 1000) as u64,
+        }
     }
 
     /// Slots a campaign could take right now.

@@ -40,7 +40,13 @@ pub struct EndToEndArgs {
     /// Keep feeding for this long instead of stopping after `calls` (memory soak).
     pub duration: Option<Duration>,
     pub server_env: Vec<(String, String)>,
+    /// Speak the Twilio REST API (signed status callbacks) instead of callmgr's webhook.
+    pub twilio: bool,
 }
+
+/// Account and auth token of the mock provider in Twilio mode.
+const BENCH_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+const BENCH_AUTH_TOKEN: &str = "bench-twilio-auth-token";
 
 /// A child process that is killed when dropped.
 struct Spawned {
@@ -131,13 +137,13 @@ fn write_config(dir: &TempDir, keys: &str) -> Result<String, String> {
     Ok(config.to_str().expect("utf-8 temp path").to_string())
 }
 
-/// Writes a bench config and starts `serve` on it.
-fn start_server(dir: &TempDir, provider_url: &str, max_concurrent_calls: u32, workers: usize, env: &[(String, String)]) -> Result<Spawned, String> {
+/// Writes a bench config and starts `serve` on it; `provider` is the `provider:` mapping's body.
+fn start_server(dir: &TempDir, provider: &str, max_concurrent_calls: u32, workers: usize, env: &[(String, String)]) -> Result<Spawned, String> {
     let config = write_config(
         dir,
         &format!(
             "max_concurrent_calls: {max_concurrent_calls}\nmax_calls_per_second: 1000000\nduplicate_window: 0s\ncallback_timeout: 10m\n\
-             provider: {{url: \"{provider_url}\", timeout: 10s}}\nworkers: {workers}\nlimits: {{writer_inbox_max: 65536}}\n"
+             provider: {{{provider}, timeout: 10s}}\nworkers: {workers}\nlimits: {{writer_inbox_max: 65536}}\n"
         ),
     )?;
     spawn(&["serve", "--config", &config], env)
@@ -188,7 +194,7 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
     let (server, base, token) = match &args.url {
         Some(url) => (None, url.trim_end_matches('/').to_string(), args.token.clone()),
         None => {
-            let server = start_server(&dir, "http://127.0.0.1:9/unused", 100, 1, &args.server_env)?;
+            let server = start_server(&dir, "url: \"http://127.0.0.1:9/unused\"", 100, 1, &args.server_env)?;
             let base = format!("http://{}", server.address);
             // Pause the campaign so nothing is dialled: this measures the durable accept path.
             (Some(server), base, BENCH_TOKEN.to_string())
@@ -263,8 +269,20 @@ pub fn initiate(args: &InitiateArgs) -> Result<String, String> {
 
 pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
     let dir = TempDir::new();
-    let mock = spawn(&["mock-provider", "--listen", "127.0.0.1:0", "--delay-ms", "0", "--mix", "PICKED=100", "--token", BENCH_TOKEN, "--seed", "1"], &[])?;
-    let server = start_server(&dir, &format!("http://{}/api/initiate-call", mock.address), args.max_concurrent_calls, args.workers, &args.server_env)?;
+    let mut mock_args = vec!["mock-provider", "--listen", "127.0.0.1:0", "--delay-ms", "0", "--mix", "PICKED=100", "--token", BENCH_TOKEN, "--seed", "1"];
+    if args.twilio {
+        mock_args.extend(["--protocol", "twilio", "--account-sid", BENCH_ACCOUNT_SID, "--auth-token", BENCH_AUTH_TOKEN]);
+    }
+    let mock = spawn(&mock_args, &[])?;
+    let provider = if args.twilio {
+        format!(
+            "kind: twilio, base_url: \"http://{}\", account_sid: {BENCH_ACCOUNT_SID}, auth_token: {BENCH_AUTH_TOKEN}, from: \"+15005550006\", twiml: \"<Response/>\"",
+            mock.address
+        )
+    } else {
+        format!("url: \"http://{}/api/initiate-call\"", mock.address)
+    };
+    let server = start_server(&dir, &provider, args.max_concurrent_calls, args.workers, &args.server_env)?;
     let base = format!("http://{}", server.address);
     let watcher = client(&base, BENCH_TOKEN);
     let campaign = create_campaign(&watcher)?;
@@ -346,8 +364,9 @@ pub fn end_to_end(args: &EndToEndArgs) -> Result<String, String> {
     let soak: Vec<String> = samples.iter().map(|(t, n, rss)| format!("t={t}s final={n} rss={rss:.0}MiB")).collect();
     Ok(format!(
         "end to end: {completed} calls accepted, dialled, called back and final in {elapsed:.1} s = {:.0} completed calls/s \
-         ({} slots, {} workers, bulk batches of {}, {} feeders, mock provider delay 0, mix PICKED=100); server RSS start {:.0} MiB, end {:.0} MiB{}",
+         ({} protocol, {} slots, {} workers, bulk batches of {}, {} feeders, mock provider delay 0, mix PICKED=100); server RSS start {:.0} MiB, end {:.0} MiB{}",
         completed as f64 / elapsed,
+        if args.twilio { "twilio" } else { "webhook" },
         args.max_concurrent_calls,
         args.workers,
         args.batch,

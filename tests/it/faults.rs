@@ -99,8 +99,11 @@ fn spawn(store: Arc<Store>, on_fatal: writer::FatalHook) -> (writer::WriterHandl
         items_max: 100,
         cancel_chunk_max: 100,
         timezone_max_candidates: 3,
+        lookup_budget: None,
     };
-    let core = Writer::new(store, Arc::new(RetryRules::permissive()), clock, events, Arc::new(Gauges::new(10)), Arc::new(LiveStats::new(0)), settings).unwrap();
+    let board = Arc::new(callmgr::service::dispatch::SendBoard::default());
+    let core =
+        Writer::new(store, Arc::new(RetryRules::permissive()), clock, events, Arc::new(Gauges::new(10)), Arc::new(LiveStats::new(0)), settings, board).unwrap();
     writer::spawn(core, on_fatal)
 }
 

@@ -44,6 +44,8 @@ pub struct Options {
     pub mock_delay: String,
     pub extra_yaml: String,
     pub env: Vec<(String, String)>,
+    /// The `tokens:` value, YAML (default: the one admin token `TOKEN`).
+    pub tokens: String,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             mock_delay: "1h".into(),
             extra_yaml: String::new(),
             env: Vec::new(),
+            tokens: format!("[{TOKEN}]"),
         }
     }
 }
@@ -86,7 +89,7 @@ impl Server {
         let config = format!(
             "listen: 127.0.0.1:0\n\
              data_dir: {data}\n\
-             tokens: [{TOKEN}]\n\
+             tokens: {tokens}\n\
              max_concurrent_calls: {max}\n\
              max_calls_per_second: {rate}\n\
              duplicate_window: {dup}\n\
@@ -104,6 +107,7 @@ impl Server {
             delay = options.mock_delay,
             retry = retry_path.display(),
             extra = options.extra_yaml,
+            tokens = options.tokens,
         );
         std::fs::write(&config_path, config).unwrap();
         let mut server = Server {

@@ -6,6 +6,7 @@
 mod harness;
 
 mod api;
+mod carrier;
 mod compliance;
 mod dialing;
 mod disk;

@@ -8,6 +8,7 @@ use callmgr::config::StorageConfig;
 use callmgr::core::clock::{ManualClock, SharedClock};
 use callmgr::core::model::{CallId, CallState, Status};
 use callmgr::core::retry::RetryRules;
+use callmgr::service::dispatch::{ProviderHealth, SendBoard};
 use callmgr::service::events::{DialJob, Event};
 use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
 use callmgr::service::stats::{Gauges, LiveStats};
@@ -46,9 +47,11 @@ fn timeout_and_retry_follow_the_manual_clock() {
         items_max: 100,
         cancel_chunk_max: 100,
         timezone_max_candidates: 3,
+        lookup_budget: None,
     };
     let rules = Arc::new(RetryRules::permissive());
-    let core = Writer::new(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings).unwrap();
+    let board = Arc::new(SendBoard::default());
+    let core = Writer::new(store.clone(), rules, clock.clone(), events_tx.clone(), gauges.clone(), stats.clone(), settings, board).unwrap();
     let (writer, writer_thread) = writer::spawn(core, Box::new(|error| panic!("storage failed: {error}")));
     let (dial_tx, dial_rx) = crossbeam_channel::bounded::<DialJob>(4);
     let scheduler = Scheduler::recover(
@@ -56,10 +59,12 @@ fn timeout_and_retry_follow_the_manual_clock() {
         clock.clone(),
         writer.clone(),
         dial_tx,
+        Arc::new(ProviderHealth::new(u32::MAX, 1_000)),
         gauges,
         stats,
-        SchedulerSettings { max_concurrent_calls: 1, max_calls_per_second: 1000.0, retry_release_max: 100 },
+        SchedulerSettings { max_concurrent_calls: 1, max_calls_per_second: 1000.0, retry_release_max: 100, callback_timeout_ms: 600_000 },
     );
+    let dialled = |job: DialJob| (job.call_id, job.attempt);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let scheduler_thread = std::thread::spawn(move || scheduler.run(events_rx, stop_rx));
 
@@ -83,9 +88,12 @@ fn timeout_and_retry_follow_the_manual_clock() {
         runtime.block_on(writer.request(|reply| Command::InitiateCall { campaign_id: campaign.id, phone_number: "+14155550101".into(), reply })).unwrap();
     let status_of = |id: CallId| store.read().unwrap().call(id).unwrap().unwrap();
 
-    let first = dial_rx.recv_timeout(Duration::from_secs(10)).expect("attempt 1 is dialled");
-    assert_eq!((first.call_id, first.attempt), (call.call_id, 1));
+    let first = dialled(dial_rx.recv_timeout(Duration::from_secs(10)).expect("attempt 1 is dialled"));
+    assert_eq!(first, (call.call_id, 1));
     assert_eq!(status_of(call.call_id).state, CallState::Processing { deadline: T0 + 10 * MINUTE });
+    // The worker's report: the provider took the call (until then a deadline would wait for it).
+    let accepted = writer::ProviderResult::Accepted { external_call_id: None };
+    assert!(writer.send(Command::ProviderAnswered { call_id: call.call_id, attempt: 1, result: accepted }));
 
     // Ten minutes pass in an instant: the callback timeout fires and schedules the retry an hour on.
     manual.advance_ms(10 * MINUTE);
@@ -101,8 +109,8 @@ fn timeout_and_retry_follow_the_manual_clock() {
     assert!(dial_rx.recv_timeout(Duration::from_millis(300)).is_err(), "dialled before next_retry_at");
     manual.advance_ms(1);
     events_tx.send(Event::Wake).unwrap();
-    let second = dial_rx.recv_timeout(Duration::from_secs(10)).expect("attempt 2 is dialled when due");
-    assert_eq!((second.call_id, second.attempt), (call.call_id, 2));
+    let second = dialled(dial_rx.recv_timeout(Duration::from_secs(10)).expect("attempt 2 is dialled when due"));
+    assert_eq!(second, (call.call_id, 2));
 
     stop_tx.send(()).unwrap();
     scheduler_thread.join().unwrap();

@@ -23,6 +23,7 @@ use callmgr::config::StorageConfig;
 use callmgr::core::clock::{ManualClock, SharedClock};
 use callmgr::core::model::{CallChange, CallId, CampaignAction, CampaignId, Millis, Outcome, Placement, Status, to_timestamp};
 use callmgr::core::retry::RetryRules;
+use callmgr::service::dispatch::{ProviderHealth, SendBoard};
 use callmgr::service::events::{DialJob, Event};
 use callmgr::service::scheduler::{Scheduler, SchedulerSettings};
 use callmgr::service::stats::{Gauges, LiveStats};
@@ -200,12 +201,20 @@ impl Sim {
             items_max: 100,
             cancel_chunk_max: 50,
             timezone_max_candidates: 3,
+            lookup_budget: None,
         };
-        let writer = Writer::new(store.clone(), self.rules.clone(), clock.clone(), events_tx, gauges.clone(), stats.clone(), settings).unwrap();
+        let board = Arc::new(SendBoard::default());
+        let writer = Writer::new(store.clone(), self.rules.clone(), clock.clone(), events_tx, gauges.clone(), stats.clone(), settings, board).unwrap();
         let (handle, commands) = writer::inbox(1 << 20);
         let (dial_tx, dials) = crossbeam_channel::bounded(MAX_CONCURRENT as usize);
-        let settings = SchedulerSettings { max_concurrent_calls: MAX_CONCURRENT, max_calls_per_second: 5.0, retry_release_max: 50 };
-        let scheduler = Scheduler::recover(recovered, clock, handle, dial_tx, gauges, stats, settings);
+        let settings = SchedulerSettings {
+            max_concurrent_calls: MAX_CONCURRENT,
+            max_calls_per_second: 5.0,
+            retry_release_max: 50,
+            callback_timeout_ms: CALLBACK_TIMEOUT.as_millis() as i64,
+        };
+        let health = Arc::new(ProviderHealth::new(u32::MAX, 1_000));
+        let scheduler = Scheduler::recover(recovered, clock, handle, dial_tx, health, gauges, stats, settings);
         self.node = Some(Node { store, writer, scheduler, commands, events, dials });
     }
 

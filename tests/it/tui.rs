@@ -216,13 +216,13 @@ fn dashboard_shows_the_live_campaign_pauses_and_resumes_it_and_quits() {
     });
     assert_eq!(server.get(&format!("/api/v1/campaigns/{campaign}/"))["status"], "stopped", "the stop went through the API");
 
-    // The dead letters screen; replaying them all asks first, and this service has no bulk replay.
+    // The dead letters screen; replaying them all asks first, then goes through the bulk replay.
     tmux.send_key("d");
     tmux.wait_for_screen("the dead letters screen", &server, |s| s.contains("no dead letters"));
     tmux.send_key("A");
     tmux.wait_for_screen("the replay question", &server, |s| s.contains("Replay every dead letter?"));
     tmux.send_key("y");
-    tmux.wait_for_screen("the missing endpoint, said plainly", &server, |s| s.contains("this service has no bulk replay"));
+    tmux.wait_for_screen("the bulk replay's answer", &server, |s| s.contains("0 dead letters replayed"));
     tmux.send_key("Escape");
 
     tmux.quit(&server);

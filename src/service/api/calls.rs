@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::mpsc::RecvTimeoutError;
@@ -13,12 +13,12 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::AppState;
 use super::campaigns::{campaign_region, check_batch_size};
 use super::error::ApiError;
-use super::extract::{JsonBody, Params, read};
+use super::extract::{JsonBody, Params, RawBody, parse_json, read};
 use super::phones;
 use super::views::*;
 use crate::config::fmt_duration;
 use crate::core::model::{Call, CallId, Campaign, CampaignId, Outcome, Status, rfc3339};
-use crate::protocol::api;
+use crate::protocol::{api, webhook};
 use crate::service::store::{CallFilter, Reader, StoreError};
 use crate::service::writer::{BulkSource, CallbackInput, CallbackReply, Command};
 
@@ -123,7 +123,19 @@ pub fn callback_answer(reply: &CallbackReply) -> api::CallbackProcessed {
     }
 }
 
-pub async fn callback(State(state): State<AppState>, JsonBody(body): JsonBody<CallbackBody>) -> Result<Json<api::CallbackProcessed>, ApiError> {
+/// `PUT callback/`. With `provider.callback_secret` set, the raw body must carry a valid
+/// `X-Callmgr-Signature` (compared in constant time), checked before anything is parsed: 403 otherwise.
+pub async fn callback(State(state): State<AppState>, headers: HeaderMap, RawBody(raw): RawBody) -> Result<Json<api::CallbackProcessed>, ApiError> {
+    if let Some(secret) = &state.config.provider.callback_secret {
+        let signature = headers.get(webhook::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !webhook::verify_callback_signature(secret, &raw, signature) {
+            return Err(ApiError::Forbidden(format!(
+                "Missing or invalid {} (HMAC-SHA256 of the body with provider.callback_secret)",
+                webhook::SIGNATURE_HEADER
+            )));
+        }
+    }
+    let body: CallbackBody = parse_json(&raw)?;
     let input = parse_callback(body)?;
     let reply = state.writer.request(|reply| Command::Callback { input, reply }).await?;
     Ok(Json(callback_answer(&reply)))

@@ -16,6 +16,8 @@ pub enum ApiError {
         field: Option<String>,
     },
     Unauthorized,
+    /// The token's role does not allow this request, or a provider signature is wrong (403).
+    Forbidden(String),
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
@@ -52,6 +54,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -72,6 +75,7 @@ impl ApiError {
         match status {
             StatusCode::BAD_REQUEST => ApiError::BadRequest { message, field: None },
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::FORBIDDEN => ApiError::Forbidden(message),
             StatusCode::NOT_FOUND => ApiError::NotFound(message),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::CONFLICT => ApiError::Conflict(message),
@@ -87,7 +91,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { message, field } => (message.clone(), field.as_ref().map(|f| json!({"field": f})).unwrap_or(json!({}))),
             ApiError::Unauthorized => ("Authentication credentials were not provided or are invalid.".into(), json!({})),
-            ApiError::NotFound(message)
+            ApiError::Forbidden(message)
+            | ApiError::NotFound(message)
             | ApiError::Conflict(message)
             | ApiError::PayloadTooLarge(message)
             | ApiError::Unavailable(message)
@@ -126,7 +131,6 @@ impl IntoResponse for ApiError {
 /// The `code` of a status outside the table.
 fn other_code(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        403 => "forbidden",
         408 => "request_timeout",
         411 => "length_required",
         414 => "uri_too_long",

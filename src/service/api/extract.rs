@@ -1,5 +1,5 @@
-//! Request plumbing: JSON bodies with field-naming errors, query parameters, pagination,
-//! authentication, and store reads off the async workers.
+//! Request plumbing: JSON and raw bodies with field-naming errors, query parameters,
+//! pagination, and store reads off the async workers.
 
 use std::collections::HashMap;
 
@@ -20,14 +20,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The raw request body (for bodies that are checked against a signature before they are
+/// parsed), with the same size limit and errors as [`JsonBody`].
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection: BytesRejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge("Request body is larger than limits.request_body_max_bytes".into())
             } else {
                 ApiError::BadRequest { message: format!("Unreadable request body: {rejection}"), field: None }
             }
-        })?;
-        parse_json(&bytes).map(JsonBody)
+        })
     }
 }
 
@@ -143,14 +155,4 @@ pub async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&Reader) -
         tracing::error!(error = %e, "read task failed");
         ApiError::Internal
     })?
-}
-
-/// True when `presented` equals one of the tokens; every token is compared in constant time.
-pub fn token_matches(tokens: &[String], presented: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let mut matched = subtle::Choice::from(0);
-    for token in tokens {
-        matched |= token.as_bytes().ct_eq(presented.as_bytes());
-    }
-    matched.into()
 }

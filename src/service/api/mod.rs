@@ -4,6 +4,7 @@
 //! to a store snapshot. The API never edits a call's state and never talks to the provider.
 
 mod admin;
+mod auth;
 mod calls;
 mod campaigns;
 mod dnc;
@@ -11,6 +12,7 @@ pub mod error;
 mod extract;
 mod ops;
 mod phones;
+mod twilio;
 pub mod views;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -31,9 +33,26 @@ use crate::service::store::Store;
 use crate::service::writer::WriterHandle;
 use error::ApiError;
 
-/// What every handler can reach. Cheap to clone (handles and `Arc`s).
+/// What every handler can reach: one `Arc`, so that the clone each middleware and handler takes
+/// per request is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The handles and settings behind [`AppState`].
+pub struct AppParts {
     pub writer: WriterHandle,
     pub store: Arc<Store>,
     pub config: Arc<Config>,
@@ -41,6 +60,11 @@ pub struct AppState {
     pub gauges: Arc<Gauges>,
     pub stats: Arc<LiveStats>,
     pub clock: SharedClock,
+    /// `public_url`, or `http://` + the address the listener bound: the base of the URLs given to
+    /// the provider (the Twilio status callback's signature covers it).
+    pub public_base: Arc<str>,
+    /// The provider's health as the workers see it (circuit breaker, throttling), for metrics.
+    pub provider_health: Arc<crate::service::dispatch::ProviderHealth>,
     /// One permit per running CSV export (`limits.exports_max`).
     pub exports: Arc<tokio::sync::Semaphore>,
     /// What the retention thread reports (disabled when retention is not configured).
@@ -87,7 +111,9 @@ pub fn router(state: AppState) -> Router {
         ("/api/v1/dnc", get(dnc::list).post(dnc::add)),
         ("/api/v1/dnc/{number}", delete(dnc::remove)),
         ("/api/v1/dlq", get(ops::dead_letters)),
+        ("/api/v1/dlq/replay", post(ops::replay_many)),
         ("/api/v1/dlq/{id}/replay", post(ops::replay)),
+        ("/api/v1/providers/twilio/status", post(twilio::status)),
         ("/api/v1/metrics", get(ops::metrics)),
         ("/metrics", get(ops::prometheus)),
     ];
@@ -106,23 +132,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.limits.request_body_max_bytes))
         // Around the routing, not on each route: an anonymous client gets 401 whatever the path
         // or method, so it cannot tell which routes and methods exist.
-        .layer(from_fn_with_state(state.clone(), authenticate))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(from_fn_with_state(state.clone(), access_log))
         .layer(map_response(finish_response))
         .with_state(state)
-}
-
-/// Paths answered without a token: the liveness and readiness probes.
-const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
-
-/// `X-Auth-Token: <token>` or `Authorization: Bearer <token>`, compared in constant time.
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let open = OPEN_PATHS.contains(&request.uri().path());
-    if open || presented_token(request.headers()).is_some_and(|t| extract::token_matches(&state.config.tokens, t)) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
 }
 
 /// Every answer carries phone numbers or may: no cache may store it and no browser may guess its
@@ -136,15 +149,6 @@ async fn finish_response(response: Response) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
-}
-
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
-        return Some(token.trim());
-    }
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
 /// One line per request (method, path, status, latency; never a token or a query string, which

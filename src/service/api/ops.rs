@@ -58,21 +58,6 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
     .await
 }
 
-/// Why the service is degraded, if it is (empty: it is not).
-fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if !state.gauges.scheduler_alive(now, SCHEDULER_STALL_MS) {
-        reasons.push("the scheduler has stalled".to_string());
-    }
-    if state.writer.queued() * 10 >= state.config.limits.writer_inbox_max * 9 {
-        reasons.push("the writer's inbox is nearly full".to_string());
-    }
-    if let Some(reason) = state.disk.refusal() {
-        reasons.push(reason);
-    }
-    reasons
-}
-
 impl Snapshot {
     fn purged_total(&self) -> u64 {
         self.purged.iter().map(|(_, n)| n).sum()
@@ -114,9 +99,46 @@ fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::Retention
     })
 }
 
-fn system_status(state: &AppState, now: i64) -> &'static str {
+/// Why the system is degraded, in words; empty when it is not.
+fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
     let g = &state.gauges;
-    if !degraded_reasons(state, now).is_empty() {
+    let health = &state.provider_health;
+    let mut reasons = Vec::new();
+    if !g.scheduler_alive(now, SCHEDULER_STALL_MS) {
+        reasons.push("the scheduler has not looped for over 5 s".to_string());
+    }
+    if state.writer.queued() * 10 >= state.config.limits.writer_inbox_max * 9 {
+        reasons.push("the writer's inbox is over 90% full".to_string());
+    }
+    let breaker = health.breaker();
+    match breaker.state {
+        "open" => reasons.push(format!(
+            "provider unreachable: circuit breaker open after {} consecutive transport failures; no new dial until the probe at {}",
+            breaker.consecutive_failures,
+            breaker.probe_at.map(rfc3339).unwrap_or_default()
+        )),
+        "half_open" => reasons.push("provider unreachable: circuit breaker half-open, one probe dial decides".to_string()),
+        _ => {}
+    }
+    if let Some(reason) = state.disk.refusal() {
+        reasons.push(reason);
+    }
+    let paused_until = health.paused_until_ms();
+    if paused_until > now {
+        reasons.push(format!("provider throttling: no new dial until {} (its Retry-After)", rfc3339(paused_until)));
+    } else if health.pace_per_second() + 0.001 < state.config.max_calls_per_second {
+        reasons.push(format!(
+            "provider throttling: dial pace lowered to {:.1}/s (max_calls_per_second {}), recovering",
+            health.pace_per_second(),
+            state.config.max_calls_per_second
+        ));
+    }
+    reasons
+}
+
+fn system_status(state: &AppState, reasons: &[String]) -> &'static str {
+    let g = &state.gauges;
+    if !reasons.is_empty() {
         "degraded"
     } else if g.in_flight.load(Ordering::Relaxed) >= g.max_concurrent_calls.load(Ordering::Relaxed) {
         "at_capacity"
@@ -162,10 +184,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>
     let series = stats.series(now, SERIES_SECONDS);
     let latency = stats.recent_latency_percentiles();
     let held_paused = g.held_paused.load(Ordering::Relaxed);
+    let reasons = degraded_reasons(&state, now);
+    let health = &state.provider_health;
+    let breaker = health.breaker();
     Ok(Json(api::Metrics {
         current_concurrent_calls: g.in_flight.load(Ordering::Relaxed),
         max_concurrent_calls: g.max_concurrent_calls.load(Ordering::Relaxed),
-        system_status: system_status(&state, now).to_string(),
+        system_status: system_status(&state, &reasons).to_string(),
         queue_depth: g.queue_depth.load(Ordering::Relaxed),
         held_by_paused_campaigns: held_paused,
         held: api::Held { paused: held_paused, outside_calling_hours: snap.held_hours, contact_cap: snap.held_cap },
@@ -195,11 +220,23 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>
             transport_errors: stats.provider_transport_errors.load(Ordering::Relaxed),
             refusals: stats.provider_refusals.load(Ordering::Relaxed),
             recent_errors: stats.recent_errors().iter().map(|e| api::ProviderError { at: rfc3339(e.at), message: e.message.clone() }).collect(),
+            breaker: breaker.state.to_string(),
+            consecutive_failures: breaker.consecutive_failures,
+            breaker_probe_at: breaker.probe_at.map(rfc3339),
+            throttled: health.throttled.load(Ordering::Relaxed),
+            ambiguous: health.ambiguous.load(Ordering::Relaxed),
+            not_sent: health.not_sent.load(Ordering::Relaxed),
+            dial_pace_milli_per_second: (health.pace_per_second() * 1000.0).round() as u64,
         },
         dead_letters: snap.dead_letters,
         writer_queue: state.writer.queued() as u64,
         uptime_seconds: ((now - stats.started_at).max(0) / 1000) as u64,
-        degraded_reasons: degraded_reasons(&state, now),
+        awaiting_outcome: api::AwaitingOutcome {
+            count: g.awaiting_outcome.load(Ordering::Relaxed),
+            oldest_seconds: g.awaiting_oldest_seconds(now),
+            recovered: g.recovered_in_flight.load(Ordering::Relaxed),
+        },
+        degraded_reasons: reasons,
         disk: api::DiskMetrics { free_mb: state.disk.free_mb(), min_free_mb: state.disk.min_free_mb(), low: state.disk.is_low() },
     }))
 }
@@ -223,6 +260,32 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     metric("callmgr_max_concurrent_calls", "gauge", "The configured limit on calls in flight.", &plain(g.max_concurrent_calls.load(Ordering::Relaxed)));
     metric("callmgr_queue_depth", "gauge", "INITIATED calls waiting for a slot.", &plain(g.queue_depth.load(Ordering::Relaxed)));
     metric("callmgr_calls_retrying", "gauge", "Calls waiting for their next retry.", &plain(g.retrying.load(Ordering::Relaxed)));
+    let now = state.clock.now_ms();
+    metric("callmgr_awaiting_outcome_calls", "gauge", "Attempts in flight waiting for their outcome.", &plain(g.awaiting_outcome.load(Ordering::Relaxed)));
+    metric(
+        "callmgr_awaiting_outcome_oldest_seconds",
+        "gauge",
+        "Seconds the oldest attempt in flight has waited for its outcome.",
+        &plain(g.awaiting_oldest_seconds(now)),
+    );
+    metric(
+        "callmgr_awaiting_outcome_recovered_calls",
+        "gauge",
+        "Calls in flight since before the last start, still waiting for their outcome.",
+        &plain(g.recovered_in_flight.load(Ordering::Relaxed)),
+    );
+    let health = &state.provider_health;
+    let breaker = health.breaker();
+    let breaker_states: Vec<(String, String)> =
+        ["closed", "open", "half_open"].iter().map(|s| (format!("{{state=\"{s}\"}}"), u64::from(breaker.state == *s).to_string())).collect();
+    metric("callmgr_provider_breaker", "gauge", "The provider's circuit breaker state (1 for the current one).", &breaker_states);
+    metric(
+        "callmgr_provider_dial_pace_per_second",
+        "gauge",
+        "The dial pace in force (lowered while the provider throttles).",
+        &[(String::new(), health.pace_per_second().to_string())],
+    );
+    metric("callmgr_degraded", "gauge", "1 when system_status is degraded.", &plain(u64::from(!degraded_reasons(&state, now).is_empty())));
     let by_status: Vec<(String, String)> = snap.by_status.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
     metric("callmgr_calls", "gauge", "Stored calls by status.", &by_status);
     let purged: Vec<(String, String)> = snap.purged.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
@@ -249,6 +312,8 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiEr
     let errors = vec![
         ("{kind=\"transport\"}".to_string(), stats.provider_transport_errors.load(Ordering::Relaxed).to_string()),
         ("{kind=\"refused\"}".to_string(), stats.provider_refusals.load(Ordering::Relaxed).to_string()),
+        ("{kind=\"throttled\"}".to_string(), health.throttled.load(Ordering::Relaxed).to_string()),
+        ("{kind=\"ambiguous\"}".to_string(), health.ambiguous.load(Ordering::Relaxed).to_string()),
     ];
     metric("callmgr_provider_errors_total", "counter", "Failed dial requests since start.", &errors);
     let (cumulative, sum_ms, count) = stats.latency_histogram();
@@ -274,6 +339,83 @@ pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Re
     let call = state.writer.request(|reply| Command::ReplayDeadLetter { id, reply }).await?;
     let zone = super::phones::callee_zone(&state, call.timezone.as_deref(), &call.phone_number, None);
     Ok(Json(call_view(&call, None, &zone)))
+}
+
+/// Dead letters replayed by one `POST dlq/replay/` at most (each is a commit's worth of work);
+/// `remaining` says how many more match.
+const REPLAY_PER_REQUEST_MAX: usize = 1000;
+/// Dead letters read per page while choosing what to replay.
+const REPLAY_SCAN_PAGE: usize = 1000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayManyBody {
+    #[serde(default)]
+    campaign_id: Option<Id>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// `POST dlq/replay/ {campaign_id?, since?, until?}`: replays the matching dead letters (by
+/// `created_at`, `since` inclusive, `until` exclusive), oldest first, at most
+/// `REPLAY_PER_REQUEST_MAX` per request. Idempotent: letters already replayed are skipped, and so
+/// are those whose call can no longer be replayed.
+pub async fn replay_many(
+    State(state): State<AppState>,
+    super::extract::JsonBody(body): super::extract::JsonBody<ReplayManyBody>,
+) -> Result<Json<api::DeadLettersReplayed>, ApiError> {
+    let instant = |field: &str, text: &Option<String>| -> Result<Option<i64>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                t.trim()
+                    .parse::<jiff::Timestamp>()
+                    .map(|ts| ts.as_millisecond())
+                    .map_err(|_| ApiError::field(field, format!("{field} must be an RFC 3339 instant")))
+            })
+            .transpose()
+    };
+    let since = instant("since", &body.since)?;
+    let until = instant("until", &body.until)?;
+    let campaign_id = body.campaign_id.map(|c| c.0);
+    // Choose from a snapshot, off the writer; the writer checks each one again as it replays.
+    let (ids, mut skipped, remaining) = read(&state, move |r| {
+        let mut ids = Vec::new();
+        let (mut skipped, mut remaining) = (0u64, 0u64);
+        let mut after = None;
+        loop {
+            let page = r.dead_letters(after, REPLAY_SCAN_PAGE)?;
+            for letter in &page.items {
+                let matches = campaign_id.is_none_or(|c| letter.campaign_id == c)
+                    && since.is_none_or(|s| letter.created_at >= s)
+                    && until.is_none_or(|u| letter.created_at < u);
+                if !matches {
+                    continue;
+                }
+                let replayable = letter.replayed_at.is_none()
+                    && r.call(letter.call_id)?.is_some_and(|c| c.status() == Status::Failed)
+                    && r.campaign(letter.campaign_id)?.is_some_and(|c| c.status != crate::core::model::CampaignStatus::Stopped);
+                if !replayable {
+                    skipped += 1;
+                } else if ids.len() < REPLAY_PER_REQUEST_MAX {
+                    ids.push(letter.id);
+                } else {
+                    remaining += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok((ids, skipped, remaining))
+    })
+    .await?;
+    let summary = if ids.is_empty() { Default::default() } else { state.writer.request(|reply| Command::ReplayDeadLetters { ids, reply }).await? };
+    skipped += summary.skipped;
+    tracing::info!(replayed = summary.replayed, skipped, remaining, "dead letters replayed");
+    Ok(Json(api::DeadLettersReplayed { replayed_count: summary.replayed, skipped_count: skipped, remaining }))
 }
 
 pub async fn healthz() -> Json<Value> {

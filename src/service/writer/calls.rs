@@ -38,6 +38,14 @@ pub struct CallbackReply {
     pub answer: CallbackAnswer,
 }
 
+/// What a bulk dead-letter replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub replayed: u64,
+    /// Already replayed, or refused now (the call is no longer FAILED, its campaign stopped, …).
+    pub skipped: u64,
+}
+
 /// Why a number cannot get a new call now.
 pub(super) enum Blocked {
     DoNotCall(String),
@@ -208,6 +216,19 @@ impl Writer {
         }
         self.commit_transition(t, &call, transition, now, out)?;
         Ok(CallbackReply { call_id: call.call_id, answer })
+    }
+
+    /// Replays each dead letter that can still be replayed; the others are skipped (idempotent).
+    pub(super) fn replay_many(&mut self, t: &mut WriteTables<'_>, ids: Vec<u64>, now: Millis, out: &mut Outbox) -> Result<ReplaySummary, WriteError> {
+        let mut summary = ReplaySummary::default();
+        for id in ids {
+            match self.replay(t, id, now, out) {
+                Ok(_) => summary.replayed += 1,
+                Err(WriteError::Refused(_)) => summary.skipped += 1,
+                Err(storage) => return Err(storage),
+            }
+        }
+        Ok(summary)
     }
 
     pub(super) fn replay(&mut self, t: &mut WriteTables<'_>, id: u64, now: Millis, out: &mut Outbox) -> Result<Call, WriteError> {

@@ -22,25 +22,26 @@ mod purge;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-pub use calls::{BulkSource, BulkSummary, CallbackInput, CallbackReply};
+pub use calls::{BulkSource, BulkSummary, CallbackInput, CallbackReply, ReplaySummary};
 pub use campaigns::{AddedNumbers, CampaignPatch, NewCampaign, StartSummary};
-pub use dialing::ProviderResult;
+pub use dialing::{LookupResult, ProviderResult};
 pub use dnc::{DncAdded, DncScope};
 pub use purge::PurgeChunk;
 
 use crate::core::clock::SharedClock;
 use crate::core::counters::{Counter, day_of};
-use crate::core::machine::Transition;
+use crate::core::machine::{LookupReason, Transition};
 use crate::core::model::{Call, CallChange, CallId, CampaignAction, CampaignId, DeadLetter, Millis};
 use crate::core::retry::RetryRules;
-use crate::service::events::{CampaignInfo, DialJob, Event};
+use crate::service::dispatch::SendBoard;
+use crate::service::events::{CampaignInfo, DialJob, Event, LookupJob};
 use crate::service::stats::{Gauges, LiveStats, Rate};
 use crate::service::store::{Store, StoreError, WriteTables};
 use context::Campaigns;
@@ -133,6 +134,19 @@ pub enum Command {
         id: u64,
         reply: Reply<Call>,
     },
+    /// Replays these dead letters (chosen by the API from a snapshot); each is checked again.
+    ReplayDeadLetters {
+        ids: Vec<u64>,
+        reply: Reply<ReplaySummary>,
+    },
+    /// A provider's progress report that is not an outcome (Twilio's `ringing`, `in-progress`).
+    ProviderProgress {
+        call_id: CallId,
+        attempt: u32,
+        status: String,
+        external_call_id: Option<String>,
+        reply: Reply<()>,
+    },
     AddDnc {
         scope: DncScope,
         numbers: Vec<String>,
@@ -159,6 +173,18 @@ pub enum Command {
         call_id: CallId,
         attempt: u32,
         result: ProviderResult,
+    },
+    /// From a worker: what the provider said when asked about an attempt.
+    LookupAnswered {
+        call_id: CallId,
+        attempt: u32,
+        reason: LookupReason,
+        answer: LookupResult,
+    },
+    /// At boot: these calls were in flight when the service stopped; look up their attempts
+    /// at once where the provider can be asked.
+    ReconcileRecovered {
+        call_ids: Vec<CallId>,
     },
     /// From the scheduler: these (call, callback deadline) timers fired.
     CallbackTimeouts {
@@ -232,6 +258,9 @@ pub struct WriterSettings {
     pub cancel_chunk_max: usize,
     /// A number whose prefix lists more zones than this gets no inferred timezone.
     pub timezone_max_candidates: usize,
+    /// With a provider that can be asked about a call (Twilio): how long an attempt waits for the
+    /// answer to the status lookup made at its callback deadline. `None`: no lookups (webhook).
+    pub lookup_budget: Option<Duration>,
 }
 
 /// Everything a batch produces, released only after its commit.
@@ -240,6 +269,11 @@ struct Outbox {
     replies: Vec<Box<dyn FnOnce() + Send>>,
     changes: Vec<CallChange>,
     dial: Vec<DialJob>,
+    lookups: Vec<LookupJob>,
+    /// Attempts whose dial request is still with a worker but that ended: stop sending them.
+    stop_sends: Vec<(CallId, u32)>,
+    /// Attempts whose worker reported: forget their stop marks.
+    sends_done: Vec<(CallId, u32)>,
     refused: Vec<(CallId, CampaignId, Option<u64>)>,
     campaigns: Vec<CampaignInfo>,
     slots_changed: bool,
@@ -290,10 +324,18 @@ pub struct Writer {
     campaigns: Campaigns,
     /// Work spread over several transactions, advanced one chunk per batch.
     jobs: VecDeque<LongJob>,
+    /// Dial requests handed to the workers that they have not reported yet: call → attempt.
+    outstanding_dials: HashMap<CallId, u32>,
+    /// Callback deadlines that passed while the attempt's dial request was still out: they
+    /// apply when the worker reports (call → the deadline).
+    deferred_timeouts: HashMap<CallId, Millis>,
+    /// Where the workers look before each send whether the attempt is still current.
+    board: Arc<SendBoard>,
 }
 
 impl Writer {
     /// A writer over `store`; resumes the long jobs a crash interrupted.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         rules: Arc<RetryRules>,
@@ -302,6 +344,7 @@ impl Writer {
         gauges: Arc<Gauges>,
         stats: Arc<LiveStats>,
         settings: WriterSettings,
+        board: Arc<SendBoard>,
     ) -> Result<Writer, StoreError> {
         let mut writer = Writer {
             store,
@@ -314,6 +357,9 @@ impl Writer {
             uuid_context: uuid::ContextV7::new(),
             campaigns: Campaigns::default(),
             jobs: VecDeque::new(),
+            outstanding_dials: HashMap::new(),
+            deferred_timeouts: HashMap::new(),
+            board,
         };
         writer.resume_interrupted_jobs()?;
         Ok(writer)
@@ -396,6 +442,12 @@ impl Writer {
         for reply in out.replies {
             reply();
         }
+        for (call_id, attempt) in out.sends_done {
+            self.board.clear(call_id, attempt);
+        }
+        for (call_id, attempt) in out.stop_sends {
+            self.board.stop(call_id, attempt);
+        }
         let send = |event: Event| {
             // The scheduler drains its inbox without ever waiting on us, so this cannot deadlock.
             let _ = self.events.send(event);
@@ -411,6 +463,9 @@ impl Writer {
         }
         if !out.dial.is_empty() {
             send(Event::Dial(out.dial));
+        }
+        if !out.lookups.is_empty() {
+            send(Event::Lookups(out.lookups));
         }
         Ok(())
     }
@@ -456,6 +511,14 @@ impl Writer {
                 let result = self.replay(t, id, now, out);
                 out.finish(reply, result)
             }
+            Command::ReplayDeadLetters { ids, reply } => {
+                let result = self.replay_many(t, ids, now, out);
+                out.finish(reply, result)
+            }
+            Command::ProviderProgress { call_id, attempt, status, external_call_id, reply } => {
+                let result = self.provider_progress(t, call_id, attempt, &status, external_call_id.as_deref(), now, out);
+                out.finish(reply, result)
+            }
             Command::AddDnc { scope, numbers, reason, reply } => {
                 let result = self.add_dnc(t, scope, numbers, reason, now);
                 out.finish(reply, result)
@@ -470,17 +533,34 @@ impl Writer {
             }
             Command::Dispatch { call_ids } => self.dispatch(t, call_ids, now, out),
             Command::ProviderAnswered { call_id, attempt, result } => self.provider_answered(t, call_id, attempt, result, now, out),
+            Command::LookupAnswered { call_id, attempt, reason, answer } => self.lookup_answered(t, call_id, attempt, reason, answer, now, out),
+            Command::ReconcileRecovered { call_ids } => self.reconcile_recovered(t, call_ids, now, out),
             Command::CallbackTimeouts { due } => self.callback_timeouts(t, due, now, out),
             Command::RetriesDue { due } => self.retries_due(t, due, now, out),
             Command::HoldsExpired { due } => self.holds_expired(t, due, now, out),
         }
     }
 
-    /// Writes a transition's record, counters and dead letter.
-    fn commit_transition(&mut self, t: &mut WriteTables<'_>, old: &Call, transition: Transition, now: Millis, out: &mut Outbox) -> Result<Call, StoreError> {
+    /// Writes a transition's record, counters and dead letter, and queues its effects (a status
+    /// lookup; a stop for a dial request still out for an attempt that just ended).
+    fn commit_transition(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        old: &Call,
+        mut transition: Transition,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Call, StoreError> {
+        if let Some(lookup) = transition.lookup.take() {
+            out.lookups.push(LookupJob { call_id: old.call_id, attempt: lookup.attempt, external_call_id: lookup.external_call_id, reason: lookup.reason });
+        }
         let call = transition.call;
         if !transition.changed {
             return Ok(call);
+        }
+        let still_in_flight = matches!(call.state, crate::core::model::CallState::Processing { .. }) && call.attempt_count == old.attempt_count;
+        if !still_in_flight && self.outstanding_dials.get(&call.call_id) == Some(&old.attempt_count) {
+            out.stop_sends.push((call.call_id, old.attempt_count));
         }
         if transition.answer.is_some() {
             self.stats.record(now, Rate::Outcomes, 1);

@@ -10,6 +10,7 @@ use super::*;
 use crate::config::StorageConfig;
 use crate::core::clock::ManualClock;
 use crate::core::model::{CallState, Campaign, CancelReason, Outcome, Placement, Status};
+use crate::service::dispatch::SendBoard;
 use crate::service::store::tables::CountKey;
 
 const T0: Millis = 1_780_000_000_000;
@@ -19,6 +20,7 @@ struct Harness {
     events: Receiver<Event>,
     clock: Arc<ManualClock>,
     store: Arc<Store>,
+    board: Arc<SendBoard>,
 }
 
 fn settings() -> WriterSettings {
@@ -31,10 +33,15 @@ fn settings() -> WriterSettings {
         items_max: 3,
         cancel_chunk_max: 2,
         timezone_max_candidates: 3,
+        lookup_budget: None,
     }
 }
 
 fn harness() -> Harness {
+    harness_with(settings())
+}
+
+fn harness_with(settings: WriterSettings) -> Harness {
     let store = Arc::new(
         Store::open_with_backend(redb::backends::InMemoryBackend::new(), "memory", &StorageConfig { quick_repair: false, cache_size_bytes: 4 << 20 }).unwrap(),
     );
@@ -42,8 +49,9 @@ fn harness() -> Harness {
     let (tx, rx) = crossbeam_channel::unbounded();
     let gauges = Arc::new(Gauges::new(10));
     let stats = Arc::new(LiveStats::new(T0));
-    let writer = Writer::new(store.clone(), Arc::new(RetryRules::permissive()), clock.clone(), tx, gauges, stats, settings()).unwrap();
-    Harness { writer, events: rx, clock, store }
+    let board = Arc::new(crate::service::dispatch::SendBoard::default());
+    let writer = Writer::new(store.clone(), Arc::new(RetryRules::permissive()), clock.clone(), tx, gauges, stats, settings, board.clone()).unwrap();
+    Harness { writer, events: rx, clock, store, board }
 }
 
 impl Harness {
@@ -215,6 +223,7 @@ fn timers_apply_only_at_the_instant_they_were_armed_for() {
     let campaign = h.campaign("c");
     let call = h.initiate(campaign.id, "+14155550101").unwrap();
     h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+    h.internal(vec![accepted(call.call_id, 1, "ext-1")]);
     let deadline = T0 + 600_000;
     h.clock.set_ms(deadline);
     h.internal(vec![Command::CallbackTimeouts { due: vec![(call.call_id, deadline - 1)] }]);
@@ -371,4 +380,91 @@ fn purge_deletes_a_chunk_read_from_a_snapshot_all_or_nothing_and_keeps_lifetime_
     h.clock.advance_ms(3_600_000);
     h.initiate(campaign.id, "+14155550100").unwrap();
     h.indexes_agree();
+}
+fn accepted(call_id: CallId, attempt: u32, external_call_id: &str) -> Command {
+    Command::ProviderAnswered { call_id, attempt, result: ProviderResult::Accepted { external_call_id: Some(external_call_id.into()) } }
+}
+
+fn lookups(events: &[Event]) -> Vec<LookupJob> {
+    events.iter().filter_map(|e| if let Event::Lookups(jobs) = e { Some(jobs.clone()) } else { None }).flatten().collect()
+}
+
+#[test]
+fn a_deadline_that_passes_while_the_dial_is_still_being_sent_waits_for_the_worker() {
+    let mut h = harness();
+    let campaign = h.campaign("c");
+    let call = h.initiate(campaign.id, "+14155550101").unwrap();
+    h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+    let deadline = T0 + 600_000;
+    h.clock.set_ms(deadline);
+    h.internal(vec![Command::CallbackTimeouts { due: vec![(call.call_id, deadline)] }]);
+    assert_eq!(h.call(call.call_id).status(), Status::Processing, "the slot is held while a worker may still send");
+    assert!(h.board.is_stopped(call.call_id, 1), "the worker is told to stop resending");
+    // The worker gives up and reports: the attempt fails, and the deadline that passed applies too.
+    let failed = ProviderResult::TransportFailed { reason: "timeout (resending stopped)".into() };
+    h.internal(vec![Command::ProviderAnswered { call_id: call.call_id, attempt: 1, result: failed }]);
+    let stored = h.call(call.call_id);
+    assert_eq!(stored.status(), Status::Retrying);
+    assert!(!h.board.is_stopped(call.call_id, 1), "the mark is cleared once the worker reported");
+    h.indexes_agree();
+}
+
+#[test]
+fn a_dial_reported_not_sent_is_queued_again_with_its_attempt() {
+    let mut h = harness();
+    let campaign = h.campaign("c");
+    let call = h.initiate(campaign.id, "+14155550101").unwrap();
+    h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+    h.events();
+    let not_sent = ProviderResult::NotSent { reason: "the provider's circuit breaker is open".into() };
+    h.internal(vec![Command::ProviderAnswered { call_id: call.call_id, attempt: 1, result: not_sent }]);
+    let stored = h.call(call.call_id);
+    assert!(matches!(stored.state, CallState::Initiated { hold: None, .. }), "{:?}", stored.state);
+    assert_eq!(stored.attempt_count, 1);
+    let events = h.events();
+    assert!(events.iter().any(|e| matches!(e, Event::Calls(changes) if matches!(changes[0].after, Placement::Queued { .. }))));
+    h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+    assert_eq!(dial_jobs(&h.events()), vec![(call.call_id, 1)], "dialled again as attempt 1");
+    h.indexes_agree();
+}
+
+#[test]
+fn with_status_lookups_a_deadline_asks_the_provider_first() {
+    let mut h = harness_with(WriterSettings { lookup_budget: Some(Duration::from_secs(20)), ..settings() });
+    let campaign = h.campaign("c");
+    let call = h.initiate(campaign.id, "+14155550101").unwrap();
+    h.internal(vec![Command::Dispatch { call_ids: vec![call.call_id] }]);
+    h.internal(vec![accepted(call.call_id, 1, "CA1")]);
+    h.events();
+    let deadline = T0 + 600_000;
+    h.clock.set_ms(deadline);
+    h.internal(vec![Command::CallbackTimeouts { due: vec![(call.call_id, deadline)] }]);
+    let jobs = lookups(&h.events());
+    let lookup_deadline = deadline + 20_000;
+    assert_eq!(
+        jobs,
+        vec![LookupJob { call_id: call.call_id, attempt: 1, external_call_id: "CA1".into(), reason: LookupReason::Deadline { deadline: lookup_deadline } }]
+    );
+    assert_eq!(h.call(call.call_id).state, CallState::Processing { deadline: lookup_deadline });
+    let answer = LookupResult::Final { outcome: Outcome::Picked, duration_seconds: Some(12), external_call_id: "CA1".into(), status: "completed".into() };
+    h.internal(vec![Command::LookupAnswered { call_id: call.call_id, attempt: 1, reason: jobs[0].reason, answer }]);
+    let picked = h.call(call.call_id);
+    assert_eq!((picked.status(), picked.total_call_time), (Status::Picked, 12));
+    h.indexes_agree();
+}
+
+#[test]
+fn calls_recovered_in_flight_are_looked_up_without_a_commit() {
+    let mut h = harness_with(WriterSettings { lookup_budget: Some(Duration::from_secs(20)), ..settings() });
+    let campaign = h.campaign("c");
+    let with_id = h.initiate(campaign.id, "+14155550101").unwrap();
+    let without_id = h.initiate(campaign.id, "+14155550102").unwrap();
+    h.internal(vec![Command::Dispatch { call_ids: vec![with_id.call_id, without_id.call_id] }]);
+    h.internal(vec![accepted(with_id.call_id, 1, "CA1")]);
+    h.events();
+    let before = h.call(with_id.call_id);
+    h.internal(vec![Command::ReconcileRecovered { call_ids: vec![with_id.call_id, without_id.call_id] }]);
+    let jobs = lookups(&h.events());
+    assert_eq!(jobs.iter().map(|j| (j.call_id, j.reason)).collect::<Vec<_>>(), vec![(with_id.call_id, LookupReason::Recovered)]);
+    assert_eq!(h.call(with_id.call_id), before);
 }
