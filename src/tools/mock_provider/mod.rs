@@ -253,6 +253,9 @@ impl MockProvider {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
+            // ureq keeps 10 idle connections in all by default: the senders would open and close
+            // a connection for most callbacks.
+            .max_idle_connections(CALLBACK_SENDERS * 2)
             .max_idle_connections_per_host(CALLBACK_SENDERS * 2)
             .build()
             .into();
@@ -346,11 +349,16 @@ fn deliver(shared: &Shared, agent: &ureq::Agent, callback: &PendingCallback) -> 
         }
     };
     for send in 1..=CALLBACK_SEND_ATTEMPTS {
-        match send_once() {
+        // The answer's body is read to its end, so that its connection goes back to the pool.
+        let status = send_once().map(|mut response| {
+            let _ = response.body_mut().with_config().limit(64 * 1024).read_to_vec();
+            response.status()
+        });
+        match status {
             // 2xx: applied; 409: callmgr already resolved the attempt (e.g. it timed out): nothing to resend.
-            Ok(response) if response.status().is_success() || response.status().as_u16() == 409 => return Some(true),
-            Ok(response) if response.status().is_client_error() => {
-                tracing::warn!(call = %callback.active_key, status = response.status().as_u16(), "mock provider: callback refused");
+            Ok(status) if status.is_success() || status.as_u16() == 409 => return Some(true),
+            Ok(status) if status.is_client_error() => {
+                tracing::warn!(call = %callback.active_key, status = status.as_u16(), "mock provider: callback refused");
                 return Some(false);
             }
             _ => std::thread::sleep(Duration::from_millis(100 * send as u64)),
