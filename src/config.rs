@@ -341,7 +341,7 @@ impl Config {
              duplicate_window:       {}\n\
              callback_timeout:       {}\n\
              public_url:             {}\n\
-             provider.url:           {}\n\
+             {}\n\
              provider.api_key:       {}\n\
              provider.timeout:       {}\n\
              provider.max_send_attempts: {} (worst-case send budget {})\n\
@@ -367,7 +367,10 @@ impl Config {
             fmt_duration(self.duplicate_window),
             fmt_duration(self.callback_timeout),
             self.public_url.clone().unwrap_or_else(|| format!("(default) http://{}", self.listen)),
-            provider,
+            match (p.kind, &p.target) {
+                (ProviderKind::Twilio, ProviderTarget::Url(_)) => format!("provider.base_url:      {provider}"),
+                _ => format!("provider.url:           {provider}"),
+            },
             if self.provider.api_key.is_some() { "(set)" } else { "(none)" },
             fmt_duration(self.provider.timeout),
             self.provider.max_send_attempts,
