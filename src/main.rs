@@ -97,6 +97,36 @@ fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
+/// On each SIGHUP, reads the configuration and the retry rules again and, when both validate,
+/// hands them to the service; a file that does not validate is logged and the old settings stay.
+/// The handler is installed now, before anything starts (SIGHUP's default action would kill us).
+fn reload_on_hangup(path: std::path::PathBuf) -> tokio::sync::mpsc::Receiver<callmgr::service::reload::Reload> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut hangups = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+            let loaded = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || load(&path)).await
+            };
+            match loaded {
+                Ok(Ok((config, rules))) => {
+                    tracing::info!(config = %path.display(), "SIGHUP: the configuration and the retry rules validate; applying the retry rules and tokens");
+                    if tx.send(callmgr::service::reload::Reload { config, rules }).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(failure)) => tracing::error!(problem = %failure.message, "SIGHUP: reload refused, the old settings stay"),
+                Err(_) => return,
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+    });
+    rx
+}
+
 fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
     init_logging(&config.log_level, config.log_format);
@@ -105,11 +135,12 @@ fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let result = runtime
         .block_on(async move {
             let shutdown = termination();
+            let reloads = reload_on_hangup(path.to_path_buf());
             let provider_url = match &config.provider.target {
                 config::ProviderTarget::Url(url) => url.clone(),
                 config::ProviderTarget::BuiltinMock => start_builtin_mock(&config).await?,
             };
-            callmgr::service::serve(config, rules, clock, provider_url, shutdown).await
+            callmgr::service::serve(config, rules, clock, provider_url, shutdown, reloads).await
         })
         .map_err(Failure::runtime);
     // `serve` kept its stop within limits.shutdown_timeout; nothing left on the runtime may extend it.

@@ -25,6 +25,7 @@ pub mod disk;
 pub mod dispatch;
 pub mod events;
 pub mod http;
+pub mod reload;
 pub mod retention;
 pub mod scheduler;
 pub mod seed;
@@ -62,6 +63,7 @@ pub async fn serve(
     clock: SharedClock,
     provider_url: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: tokio::sync::mpsc::Receiver<reload::Reload>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let boot_started = Instant::now();
@@ -114,6 +116,7 @@ pub async fn serve(
     let gauges = Arc::new(Gauges::new(config.max_concurrent_calls));
     let stats = Arc::new(LiveStats::new(clock.now_ms()));
     let rules = Arc::new(rules);
+    let live = Arc::new(reload::Live::new(&config.tokens, rules.clone()));
     let (events_tx, events_rx) = crossbeam_channel::bounded(config.limits.event_queue_max);
     let worker_events = events_tx.clone();
     let writer_core = Writer::new(
@@ -201,13 +204,14 @@ pub async fn serve(
         Some(final_calls) => Some(retention::spawn(
             store.clone(),
             writer.clone(),
-            rules.clone(),
+            live.clone(),
             clock.clone(),
             retention::RetentionSettings {
                 final_calls,
                 archive_dir: config.retention.archive_dir.clone(),
                 check_interval: config.retention.check_interval,
                 chunk_max: config.limits.purge_chunk_max,
+                timezone_max_candidates: config.timezone_max_candidates,
             },
             retention_status.clone(),
             retention_stop_rx,
@@ -225,7 +229,7 @@ pub async fn serve(
         writer: writer.clone(),
         store: store.clone(),
         config: config.clone(),
-        rules: rules.clone(),
+        live: live.clone(),
         gauges: gauges.clone(),
         stats,
         clock: clock.clone(),
@@ -237,6 +241,7 @@ pub async fn serve(
         disk,
     });
     let app = api::router(state);
+    let reloading = tokio::spawn(reload::apply(reloads, live, writer.clone(), config.clone()));
     gauges.ready.store(true, Ordering::Release);
     tracing::info!(address = %bound, callback_url = %callback_url, boot_ms = boot_started.elapsed().as_millis() as u64, "callmgr listening on http://{bound}");
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("ready")]);
@@ -260,6 +265,7 @@ pub async fn serve(
     }
     watchdog.abort();
     disk_watch.abort();
+    reloading.abort();
     gauges.ready.store(false, Ordering::Release);
     let _ = stop_scheduler.send(());
     // Retention ends its chunk (the writer is still there to answer) and stops; the workers wake

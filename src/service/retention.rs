@@ -24,10 +24,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::core::callee_zone;
 use crate::core::clock::SharedClock;
 use crate::core::model::{Call, Campaign, CampaignId, Millis, rfc3339};
-use crate::core::retry::RetryRules;
 use crate::protocol::api;
 use crate::service::api::views::call_view;
 use crate::service::archive;
+use crate::service::reload::Live;
 use crate::service::store::{Store, StoreError};
 use crate::service::writer::{Command, CommandError, PurgeChunk, WriterHandle};
 
@@ -39,8 +39,6 @@ const PACE_MIN: Duration = Duration::from_millis(10);
 /// Refused chunks (calls changed under it) retried in a row before the run gives up until the
 /// next wake.
 const REFUSALS_MAX: u32 = 10;
-/// Candidate zones beyond which a number's inferred timezone is not used (as the API does).
-const ZONE_CANDIDATES_MAX: usize = 3;
 
 #[derive(Clone, Debug)]
 pub struct RetentionSettings {
@@ -48,6 +46,8 @@ pub struct RetentionSettings {
     pub archive_dir: Option<PathBuf>,
     pub check_interval: Duration,
     pub chunk_max: usize,
+    /// `timezone_inference.max_candidates`, for each archived call's zone (as the API shows it).
+    pub timezone_max_candidates: usize,
 }
 
 /// What the thread reports, for `metrics/` and `/metrics`.
@@ -92,7 +92,8 @@ enum Stop {
 struct Retention {
     store: Arc<Store>,
     writer: WriterHandle,
-    rules: Arc<RetryRules>,
+    /// The rules as they are now (a SIGHUP may replace them): the archive shows each call's zone.
+    live: Arc<Live>,
     clock: SharedClock,
     settings: RetentionSettings,
     status: Arc<RetentionStatus>,
@@ -104,14 +105,14 @@ struct Retention {
 pub fn spawn(
     store: Arc<Store>,
     writer: WriterHandle,
-    rules: Arc<RetryRules>,
+    live: Arc<Live>,
     clock: SharedClock,
     settings: RetentionSettings,
     status: Arc<RetentionStatus>,
     stop: Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     status.enabled.store(true, Ordering::Relaxed);
-    let retention = Retention { store, writer, rules, clock, settings, status, stop };
+    let retention = Retention { store, writer, live, clock, settings, status, stop };
     std::thread::Builder::new().name("callmgr-retention".into()).spawn(move || retention.run())
 }
 
@@ -242,8 +243,8 @@ impl Retention {
             call.timezone.as_deref(),
             &call.phone_number,
             campaign.and_then(|c| c.timezone.as_deref()),
-            self.rules.default_timezone(),
-            ZONE_CANDIDATES_MAX,
+            self.live.rules().default_timezone(),
+            self.settings.timezone_max_candidates,
         );
         call_view(call, campaign, &zone)
     }

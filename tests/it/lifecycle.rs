@@ -315,10 +315,18 @@ fn export_by_updated_at_range_and_one_row_per_attempt() {
     server.wait_status(&first_id, "PROCESSING");
     let (status, _) = server.callback(json!({"call_id": first_id, "status": "PICKED", "call_duration": 12}));
     assert_eq!(status, 200);
-    let first = server.wait_status(&first_id, "PICKED");
+    server.wait_status(&first_id, "PICKED");
+    // The provider's answer to a dial may be recorded after the outcome callback, and it changes
+    // the call (and its `updated_at`) too: take the boundary once both attempts have it.
+    let first = wait_until("both provider answers to be recorded", Duration::from_secs(10), || {
+        let call = server.call(&first_id);
+        let attempts = call["attempts"].as_array()?;
+        (attempts.len() == 2 && attempts.iter().all(|a| a["provider_answered_at"].is_string())).then_some(call)
+    });
     let between: jiff::Timestamp = first["updated_at"].as_str().unwrap().parse().unwrap();
-    let between = (between + jiff::SignedDuration::from_millis(1)).to_string();
-    wait_until("the clock to pass the boundary", Duration::from_secs(5), || (jiff::Timestamp::now().to_string() > between).then_some(()));
+    let between = between + jiff::SignedDuration::from_millis(1);
+    wait_until("the clock to pass the boundary", Duration::from_secs(5), || (jiff::Timestamp::now() > between).then_some(()));
+    let between = between.to_string();
     let second = server.initiate(campaign, &phone(2));
     let second_id = second["call_id"].as_str().unwrap().to_string();
 

@@ -18,6 +18,7 @@ mod mock_provider;
 mod operator;
 mod packaging;
 mod regressions;
+mod reload;
 mod retry;
 mod simulated_time;
 mod simulation;

@@ -87,6 +87,7 @@ fn unit_has_the_notify_restart_and_hardening_contract() {
         ("WatchdogSec", "30s"),
         ("ExecStartPre", "/usr/bin/callmgr check-config --config /etc/callmgr/callmgr.yaml"),
         ("ExecStart", "/usr/bin/callmgr serve --config /etc/callmgr/callmgr.yaml"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("WorkingDirectory", "/var/lib/callmgr"),
         ("User", "callmgr"),
         ("Group", "callmgr"),

@@ -56,7 +56,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     if is_open_path(request.uri().path()) {
         return next.run(request).await;
     }
-    match presented_token(request.headers()).and_then(|t| token_role(&state.config.tokens, t)) {
+    match presented_token(request.headers()).and_then(|t| token_role(&state.live.tokens(), t)) {
         None => ApiError::Unauthorized.into_response(),
         Some(role) if role_allows(role, request.method(), request.uri().path()) => next.run(request).await,
         Some(role) => ApiError::Forbidden(format!("A {} token may not {} {}", role.as_str(), request.method(), request.uri().path())).into_response(),

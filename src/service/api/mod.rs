@@ -27,7 +27,6 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::config::Config;
 use crate::core::clock::SharedClock;
-use crate::core::retry::RetryRules;
 use crate::service::stats::{Gauges, LiveStats};
 use crate::service::store::Store;
 use crate::service::writer::WriterHandle;
@@ -56,7 +55,8 @@ pub struct AppParts {
     pub writer: WriterHandle,
     pub store: Arc<Store>,
     pub config: Arc<Config>,
-    pub rules: Arc<RetryRules>,
+    /// The retry rules and tokens as they are now (a SIGHUP may replace them).
+    pub live: Arc<crate::service::reload::Live>,
     pub gauges: Arc<Gauges>,
     pub stats: Arc<LiveStats>,
     pub clock: SharedClock,

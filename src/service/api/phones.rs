@@ -57,5 +57,5 @@ pub fn parse_number_item(state: &AppState, item: &Value, campaign_region: Option
 
 /// The callee's timezone as the dialling gates see it.
 pub fn callee_zone(state: &AppState, given: Option<&str>, e164: &str, campaign: Option<&Campaign>) -> CalleeZone {
-    callee_zone::resolve(given, e164, campaign.and_then(|c| c.timezone.as_deref()), state.rules.default_timezone(), state.config.timezone_max_candidates)
+    callee_zone::resolve(given, e164, campaign.and_then(|c| c.timezone.as_deref()), state.live.rules().default_timezone(), state.config.timezone_max_candidates)
 }

@@ -168,6 +168,11 @@ pub enum Command {
     Dispatch {
         call_ids: Vec<CallId>,
     },
+    /// From a SIGHUP reload: decide with these rules from now on.
+    ReplaceRules {
+        rules: Arc<RetryRules>,
+        reply: Reply<()>,
+    },
     /// From a worker: the provider's answer to one dial request.
     ProviderAnswered {
         call_id: CallId,
@@ -530,6 +535,11 @@ impl Writer {
             Command::Purge { chunk, reply } => {
                 let result = self.purge(t, chunk);
                 out.finish(reply, result)
+            }
+            Command::ReplaceRules { rules, reply } => {
+                self.rules = rules;
+                out.reply(reply, Ok(()));
+                Ok(())
             }
             Command::Dispatch { call_ids } => self.dispatch(t, call_ids, now, out),
             Command::ProviderAnswered { call_id, attempt, result } => self.provider_answered(t, call_id, attempt, result, now, out),
