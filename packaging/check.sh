@@ -116,7 +116,13 @@ echo "$contents"
 for expected in "-rwxr-xr-x (0/0|root/root) .* ./usr/bin/callmgr$" \
     "-rw-r--r-- (0/0|root/root) .* ./lib/systemd/system/callmgr.service$" \
     "-rw-r----- (0/0|root/root) .* ./etc/callmgr/callmgr.yaml$" \
-    "-rw-r----- (0/0|root/root) .* ./etc/callmgr/retry_config.yaml$"; do
+    "-rw-r----- (0/0|root/root) .* ./etc/callmgr/retry_config.yaml$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/man/man1/callmgr.1.gz$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/man/man1/callmgr-import.1.gz$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/bash-completion/completions/callmgr$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/zsh/vendor-completions/_callmgr$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/fish/vendor_completions.d/callmgr.fish$" \
+    "-rw-r--r-- (0/0|root/root) .* ./usr/share/doc/callmgr/configuration.md$"; do
     grep -Eq -- "$expected" <<<"$contents" || fail "dpkg-deb --contents lacks $expected"
 done
 for script in postinst prerm postrm; do
@@ -130,6 +136,7 @@ case "$packaged_file" in
 esac
 cmp -s "$work/root/lib/systemd/system/callmgr.service" systemd/callmgr.service || fail "packaged unit differs"
 cmp -s "$work/root/etc/callmgr/callmgr.yaml" packaging/callmgr.yaml || fail "packaged config differs"
+zcat "$work/root/usr/share/man/man1/callmgr-serve.1.gz" | grep -q -- "--config" || fail "the serve man page lacks --config"
 
 step "3. name resolution in the static binary: a provider named localhost"
 binary="$work/root/usr/bin/callmgr"

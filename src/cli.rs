@@ -6,7 +6,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "callmgr", version, about = "Outbound-call campaign manager: durable queue, retry windows, concurrency slots, one binary")]
+#[command(
+    name = "callmgr",
+    version,
+    about = "Outbound-call campaign manager: durable queue, retry windows, calling hours, concurrency slots, one binary",
+    after_help = "Exit codes: 0 success; 1 failure; 2 bad configuration or usage; 3 the service cannot start \
+                  (store held by another process, data directory not writable, address in use); 70 a storage \
+                  failure while serving. `callmgr help SUBCOMMAND` or `man callmgr-SUBCOMMAND` for details."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,8 +39,13 @@ pub struct ClientArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the service (API, scheduler, workers) in the foreground.
+    ///
+    /// It holds the terminal: use a second one for the API, `callmgr tui` or `callmgr import`.
+    /// SIGTERM or Ctrl-C drains and stops; SIGHUP reloads the retry rules and the tokens.
     Serve(ConfigArg),
-    /// Validate the configuration and retry rules, and print the effective settings (tokens masked).
+    /// Validate the configuration and retry rules; print the effective settings.
+    ///
+    /// Tokens are masked. Exit 0: valid; 2: not (the message names the key and the problem).
     CheckConfig {
         #[command(flatten)]
         config: ConfigArg,
@@ -51,41 +63,71 @@ pub enum Command {
     },
     /// Run a stand-in telephony provider that answers dial requests and sends callbacks.
     MockProvider(MockProviderArgs),
-    /// Explain when a call would be retried. Rules come from the config files; the campaign's
+    /// Explain when a call would be retried.
+    ///
+    /// Rules come from the config files; the campaign's
     /// timezone and attempt budget, and the number's timezone (--phone), come from the running
     /// service's API when it answers (otherwise the rules file's defaults apply, and it says so).
     RetryPlan(RetryPlanCliArgs),
-    /// Load generator: starts its own server (and mock provider) unless --url is given.
+    /// Load generators and store seeding, for the benchmarks.
+    ///
+    /// Each starts its own server (and mock provider) unless --url is given.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Live dashboard of a running service: slots, queue, rates, outcomes, provider health,
+    /// Live dashboard of a running service.
+    ///
+    /// Slots, queue, rates, outcomes, provider health,
     /// campaigns (why each one's calls wait), a campaign's calls and the dead letters; pause,
     /// resume and stop campaigns, replay dead letters (? lists the keys). NO_COLOR turns colours
     /// off. Exit 0 after q; 2 when the service refuses the token; 128 + N after signal N (the
     /// terminal is restored).
     Tui(TuiCliArgs),
-    /// Load phone numbers from a CSV file into a campaign (or, with --dnc, onto the do-not-call
-    /// list), in batches, with progress and a rejects file (FILE.rejects.csv: each rejected row
+    /// Load phone numbers from a CSV file into a campaign (or the do-not-call list).
+    ///
+    /// With --dnc the numbers go onto the do-not-call list. Loads in batches, with progress and a
+    /// rejects file (FILE.rejects.csv: each rejected row
     /// as it was, after its line and reason; fix it and import it again). Exit 0: all loaded or
     /// already present; 1: some rows rejected; 2: usage error (missing file, unknown campaign,
     /// service unreachable, bad token).
     Import(ImportCliArgs),
-    /// A consistent backup of the store while the service runs: asks the service (POST
+    /// Write a consistent backup of the store, online or offline.
+    ///
+    /// Online, it asks the service (POST
     /// /api/v1/admin/backup/), which writes the file on its own disk. With --data-dir, copies a
     /// stopped store directly (refused while a service holds it). Exit 0: written; 1: refused
     /// or failed (nothing is left behind); 2: usage.
     Backup(BackupCliArgs),
-    /// Put a backup in place as a stopped service's store. The file is checked first (it opens,
+    /// Put a backup in place as a stopped service's store.
+    ///
+    /// The file is checked first (it opens,
     /// its schema is not newer than this build, every record decodes, every index agrees with
     /// the records) and what it holds is printed; only then is it copied in, and the store it
     /// replaces is kept as callmgr.redb.replaced-TIMESTAMP. Exit 0: restored; 1: refused (a
     /// service holds the store, or the file is not a whole, consistent store): nothing
     /// changed; 2: usage.
     Restore(RestoreCliArgs),
-    /// Return the space that purged calls freed to the file system (redb compaction) in a
-    /// stopped service's store; prints the size before and after. Refused while a service
+    /// Return the space that purged calls freed to the file system (stopped service).
+    ///
+    /// redb compaction of a stopped service's store; prints the size before and after. Refused while a service
     /// holds the store.
     Compact(CompactCliArgs),
+    /// Print the shell completion script for SHELL.
+    ///
+    /// The .deb installs bash, zsh and fish ones;
+    /// elsewhere, e.g.: callmgr completions bash > ~/.local/share/bash-completion/completions/callmgr
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (roff) into a folder.
+    ///
+    /// callmgr.1 and callmgr-SUBCOMMAND.1 for every subcommand. The .deb installs them (`man callmgr`, `man callmgr-import`).
+    Man {
+        /// The folder to write them into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,5 +1,7 @@
 //! The `callmgr` binary: parse the command line, run the subcommand, map the error to an exit
-//! code (0 success, 1 failure, 2 bad configuration or usage).
+//! code: 0 success, 1 failure, 2 bad configuration or usage, 3 a service that cannot start (the
+//! store held, a directory it cannot write, the address in use), 70 a storage failure while
+//! serving (`service::EXIT_STORAGE_FAILURE`; systemd restarts on it).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +50,17 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup(args),
         Command::Restore(args) => restore(&args.file, &args.data_dir),
         Command::Compact(args) => compact(&args.data_dir),
+        Command::Completions { shell } => {
+            callmgr::tools::manual::write_completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir } => match callmgr::tools::manual::write_man_pages(&out_dir) {
+            Ok(written) => {
+                println!("wrote {} manual pages to {}", written.len(), out_dir.display());
+                Ok(())
+            }
+            Err(e) => Err(Failure { code: 1, message: format!("cannot write the manual pages to {}: {e}", out_dir.display()) }),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod client;
 pub mod import;
+pub mod manual;
 pub mod mock_provider;
 pub mod retry_plan;
 pub mod tui;
