@@ -8,7 +8,9 @@
 #
 # Environment: CONNECTIONS (64), DURATION (15s), ROUNDS (1: each binary runs ROUNDS times,
 # interleaved), DATA_DIR (a store to start from instead of an empty one: it is copied),
-# EXTRA_YAML (appended to the config, e.g. calling hours via a rules file), PORT (18100),
+# EXTRA_YAML (appended to the config), RULES_YAML (the retry rules file; default: attempts and
+# interval only, e.g. add calling hours), DNC (load this many do-not-call entries first, with
+# `callmgr import --dnc`; binaries without a do-not-call list skip it and say so), PORT (18100),
 # CARGO_TARGET_DIR (default /work/target-bench).
 set -euo pipefail
 
@@ -38,7 +40,7 @@ run_one() {
     local bin=$1
     rm -rf "$work/data"
     if [ -n "${DATA_DIR:-}" ]; then cp -r "$DATA_DIR" "$work/data"; fi
-    printf 'defaults: {max_attempts: 3, retry_interval_minutes: 60}\n' >"$work/retry.yaml"
+    printf '%s\n' "${RULES_YAML:-defaults: {max_attempts: 3, retry_interval_minutes: 60}}" >"$work/retry.yaml"
     cat >"$work/callmgr.yaml" <<EOF
 listen: 127.0.0.1:$port
 data_dir: $work/data
@@ -58,7 +60,21 @@ EOF
     local campaign
     campaign=$(curl -sf -H "X-Auth-Token: $token" -H 'Content-Type: application/json' \
         -d '{"name": "wrk", "is_active": false}' "http://127.0.0.1:$port/api/v1/campaigns/" | sed -E 's/.*"id":([0-9]+).*/\1/')
-    echo "== $bin (campaign $campaign, $connections connections, $duration)"
+    local dnc_note="no do-not-call entries"
+    if [ "${DNC:-0}" -gt 0 ]; then
+        if "$bin" import --help 2>/dev/null | grep -q -- '--dnc'; then
+            # UK mobile numbers: none of them is one wrk initiates (+1 2…), so every lookup misses,
+            # as it does for almost every real call.
+            [ -f "$work/dnc.csv" ] || awk -v n="$DNC" 'BEGIN { print "phone"; for (i = 0; i < n; i++) printf "+4477%08d\n", i }' >"$work/dnc.csv"
+            local started=$SECONDS
+            "$bin" import "$work/dnc.csv" --dnc --batch 10000 --url "http://127.0.0.1:$port" --token "$token" >"$work/import.log" 2>&1 \
+                || { echo "import --dnc failed:"; tail -5 "$work/import.log"; exit 1; }
+            dnc_note="$DNC do-not-call entries (loaded in $((SECONDS - started)) s)"
+        else
+            dnc_note="no do-not-call list in this binary"
+        fi
+    fi
+    echo "== $bin (campaign $campaign, $connections connections, $duration, $dnc_note)"
     CAMPAIGN=$campaign TOKEN=$token wrk -t2 -c"$connections" -d"$duration" --latency -s "$root/benches/initiate.lua" "http://127.0.0.1:$port" \
         | grep -E "Requests/sec|Non-2xx|  50%|  99%|requests in"
     kill "$server_pid"
