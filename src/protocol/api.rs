@@ -188,6 +188,22 @@ pub struct CallbackProcessed {
     pub next_retry_at: Option<String>,
 }
 
+/// The answer to a non-final Twilio status (`ringing`, …): noted in the attempt's history only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderProgress {
+    /// `Progress recorded`.
+    pub message: String,
+    pub call_id: String,
+    /// Twilio's `CallStatus` as sent.
+    pub provider_status: String,
+}
+
+/// `GET /healthz` (`ok`) and `GET /readyz` (`ready`; not ready is a 503 error).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Probe {
+    pub status: String,
+}
+
 /// A number refused by `bulk-initiate-calls/`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FailedNumber {

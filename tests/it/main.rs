@@ -15,6 +15,7 @@ mod faults;
 mod hardening;
 mod lifecycle;
 mod mock_provider;
+mod openapi;
 mod operator;
 mod packaging;
 mod regressions;

@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::{MethodRouter, post};
+use axum::http::Method;
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::parse_json;
+use super::{AppState, Route, route};
 use crate::core::model::rfc3339;
 use crate::protocol::api;
 use crate::service::backup::{self, BackupError};
@@ -16,8 +16,8 @@ use crate::service::backup::{self, BackupError};
 const ADMIN_PREFIX: &str = "/api/v1/admin/";
 
 /// The admin routes.
-pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![("/api/v1/admin/backup", post(backup))]
+pub fn routes() -> Vec<Route> {
+    vec![route("/api/v1/admin/backup", Method::POST, backup)]
 }
 
 /// Is `path` an admin route (no request time limit: a backup of a large store takes minutes)?

@@ -14,7 +14,7 @@ use crate::protocol::twilio::STATUS_CALLBACK_PATH;
 
 /// Paths answered without a token: the liveness and readiness probes, and the Twilio status
 /// callback, which Twilio authenticates with its request signature instead (checked by its handler).
-fn is_open_path(path: &str) -> bool {
+pub(super) fn is_open_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz") || path.trim_end_matches('/') == STATUS_CALLBACK_PATH
 }
 

@@ -10,6 +10,7 @@ mod campaigns;
 mod dnc;
 pub mod error;
 mod extract;
+mod openapi;
 mod ops;
 mod phones;
 mod twilio;
@@ -20,10 +21,12 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::config::Config;
 use crate::core::clock::SharedClock;
@@ -85,49 +88,75 @@ impl AppState {
     }
 }
 
-/// Registers `path` with and without the trailing slash (both are accepted).
-fn both(router: Router<AppState>, path: &str, methods: MethodRouter<AppState>) -> Router<AppState> {
-    let bare = path.trim_end_matches('/');
-    router.route(bare, methods.clone()).route(&format!("{bare}/"), methods)
+/// One route of the table the router is built from: a path, one method, and its handler. The
+/// table is a plain list so that it can be enumerated: `openapi.rs` checks it against the API
+/// document, both ways.
+pub struct Route {
+    pub path: &'static str,
+    pub method: Method,
+    /// Whether the path is also answered with a trailing slash (every path but the probes').
+    pub trailing_slash: bool,
+    handler: MethodRouter<AppState>,
+}
+
+/// A route whose path is answered with and without the trailing slash.
+fn route<H: Handler<T, AppState>, T: 'static>(path: &'static str, method: Method, handler: H) -> Route {
+    let filter = MethodFilter::try_from(method.clone()).expect("the table uses standard methods");
+    Route { path, method, trailing_slash: true, handler: on(filter, handler) }
+}
+
+/// Every route of the service. A route added here and not to `docs/openapi.yaml` fails the
+/// document's test.
+pub fn routes() -> Vec<Route> {
+    let mut routes = vec![
+        route("/api/v1/campaigns", Method::GET, campaigns::list),
+        route("/api/v1/campaigns", Method::POST, campaigns::create),
+        route("/api/v1/campaigns/{id}", Method::GET, campaigns::get),
+        route("/api/v1/campaigns/{id}", Method::PATCH, campaigns::patch),
+        route("/api/v1/campaigns/{id}/pause", Method::POST, campaigns::pause),
+        route("/api/v1/campaigns/{id}/resume", Method::POST, campaigns::resume),
+        route("/api/v1/campaigns/{id}/stop", Method::POST, campaigns::stop),
+        route("/api/v1/campaigns/{id}/start", Method::POST, campaigns::start),
+        route("/api/v1/campaigns/{id}/phone-numbers", Method::GET, campaigns::list_numbers),
+        route("/api/v1/phone-numbers", Method::POST, campaigns::add_numbers),
+        route("/api/v1/initiate-call", Method::POST, calls::initiate),
+        route("/api/v1/bulk-initiate-calls", Method::POST, calls::bulk),
+        route("/api/v1/callback", Method::PUT, calls::callback),
+        route("/api/v1/calls", Method::GET, calls::list),
+        route("/api/v1/calls/export", Method::GET, calls::export),
+        route("/api/v1/calls/{id}", Method::GET, calls::get),
+        route("/api/v1/dnc", Method::GET, dnc::list),
+        route("/api/v1/dnc", Method::POST, dnc::add),
+        route("/api/v1/dnc/{number}", Method::DELETE, dnc::remove),
+        route("/api/v1/dlq", Method::GET, ops::dead_letters),
+        route("/api/v1/dlq/replay", Method::POST, ops::replay_many),
+        route("/api/v1/dlq/{id}/replay", Method::POST, ops::replay),
+        route("/api/v1/providers/twilio/status", Method::POST, twilio::status),
+        route("/api/v1/metrics", Method::GET, ops::metrics),
+        route("/api/v1/openapi.json", Method::GET, openapi::document),
+        route("/metrics", Method::GET, ops::prometheus),
+    ];
+    // Routes for the admin role only (the role table lets no other role POST).
+    routes.extend(admin::routes());
+    // The probes answer their exact path only.
+    for (path, handler) in [("/healthz", get(ops::healthz)), ("/readyz", get(ops::readyz))] {
+        routes.push(Route { path, method: Method::GET, trailing_slash: false, handler });
+    }
+    routes
 }
 
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
-    let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
-        ("/api/v1/campaigns", get(campaigns::list).post(campaigns::create)),
-        ("/api/v1/campaigns/{id}", get(campaigns::get).patch(campaigns::patch)),
-        ("/api/v1/campaigns/{id}/pause", post(campaigns::pause)),
-        ("/api/v1/campaigns/{id}/resume", post(campaigns::resume)),
-        ("/api/v1/campaigns/{id}/stop", post(campaigns::stop)),
-        ("/api/v1/campaigns/{id}/start", post(campaigns::start)),
-        ("/api/v1/campaigns/{id}/phone-numbers", get(campaigns::list_numbers)),
-        ("/api/v1/phone-numbers", post(campaigns::add_numbers)),
-        ("/api/v1/initiate-call", post(calls::initiate)),
-        ("/api/v1/bulk-initiate-calls", post(calls::bulk)),
-        ("/api/v1/callback", put(calls::callback)),
-        ("/api/v1/calls", get(calls::list)),
-        ("/api/v1/calls/export", get(calls::export)),
-        ("/api/v1/calls/{id}", get(calls::get)),
-        ("/api/v1/dnc", get(dnc::list).post(dnc::add)),
-        ("/api/v1/dnc/{number}", delete(dnc::remove)),
-        ("/api/v1/dlq", get(ops::dead_letters)),
-        ("/api/v1/dlq/replay", post(ops::replay_many)),
-        ("/api/v1/dlq/{id}/replay", post(ops::replay)),
-        ("/api/v1/providers/twilio/status", post(twilio::status)),
-        ("/api/v1/metrics", get(ops::metrics)),
-        ("/metrics", get(ops::prometheus)),
-    ];
-    for (path, methods) in routes {
-        api = both(api, path, methods);
+    // Two routes on one path (GET and POST) merge into one method router.
+    for Route { path, trailing_slash, handler, .. } in routes() {
+        if trailing_slash {
+            let bare = path.trim_end_matches('/');
+            api = api.route(bare, handler.clone()).route(&format!("{bare}/"), handler);
+        } else {
+            api = api.route(path, handler);
+        }
     }
-    // Routes for the admin role only. Every token is an admin today; a role check belongs on
-    // this list alone.
-    for (path, methods) in admin::routes() {
-        api = both(api, path, methods);
-    }
-    api.route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
+    api.fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.limits.request_body_max_bytes))
         // Around the routing, not on each route: an anonymous client gets 401 whatever the path

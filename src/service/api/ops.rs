@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
@@ -418,8 +417,8 @@ pub async fn replay_many(
     Ok(Json(api::DeadLettersReplayed { replayed_count: summary.replayed, skipped_count: skipped, remaining }))
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<api::Probe> {
+    Json(api::Probe { status: "ok".into() })
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -428,7 +427,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let scheduler = state.gauges.scheduler_alive(now, SCHEDULER_STALL_MS);
     let disk = state.disk.refusal();
     if ready && scheduler && disk.is_none() {
-        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+        (StatusCode::OK, Json(api::Probe { status: "ready".into() })).into_response()
     } else {
         let reason = if !ready {
             "recovering".to_string()

@@ -9,13 +9,13 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
 use super::calls::callback_answer;
 use super::error::ApiError;
 use super::extract::RawBody;
 use crate::core::model::CallId;
+use crate::protocol::api;
 use crate::protocol::twilio::{self as wire, StatusCallback};
 use crate::service::writer::{CallbackInput, Command};
 
@@ -48,7 +48,7 @@ pub async fn status(State(state): State<AppState>, RawQuery(query): RawQuery, he
             let status = callback.call_status.as_str().to_string();
             let external_call_id = Some(callback.call_sid);
             state.writer.request(|reply| Command::ProviderProgress { call_id, attempt, status: status.clone(), external_call_id, reply }).await?;
-            Ok(Json(json!({"message": "Progress recorded", "call_id": call_id.to_string(), "provider_status": status})).into_response())
+            Ok(Json(api::ProviderProgress { message: "Progress recorded".into(), call_id: call_id.to_string(), provider_status: status }).into_response())
         }
         Some(outcome) => {
             let input =
