@@ -1,5 +1,5 @@
-//! Admin endpoints: the online backup. Every route here is for the admin role only; the list in
-//! `routes` is the one place a role check applies to.
+//! Admin endpoints: the online backup. Every route here is for the admin role only, which the role
+//! table in `auth.rs` enforces before routing, like every other route.
 
 use axum::Json;
 use axum::body::Bytes;
