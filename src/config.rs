@@ -1,17 +1,21 @@
 //! Configuration: the YAML file, then environment overrides, then validation into `Config`.
 //! Parse (raw serde structs) → validate (named limits with units) → build. A `Config` that
-//! exists is valid. Knows nothing about the service it configures.
+//! exists is valid: every value is typed here, none is first read when the service uses it.
+//! Relative paths from the file read from the file's folder, those from the environment from
+//! the working directory. Knows nothing about the service it configures.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+use crate::core::model::Outcome;
 use crate::core::phone::{PhoneValidation, Region};
 use crate::protocol::twilio::{CallFlow, MachineDetection, OutcomeMap, RING_TIMEOUT_SECONDS_MAX};
+use crate::tools::mock_provider::{DelayRange, parse_delay, parse_mix};
 
 /// The development token of the shipped config; `serve` warns loudly when it is in use.
 pub const DEV_TOKEN: &str = "dev-token-12345";
@@ -88,7 +92,7 @@ pub struct RetentionConfig {
     /// (the key absent) keeps them forever.
     pub final_calls: Option<Duration>,
     /// Each purged chunk is first written here as gzip-compressed JSON lines; `None` purges
-    /// without archiving. A relative path is resolved against the config file's folder.
+    /// without archiving. Absolute, like `Config::data_dir`.
     pub archive_dir: Option<PathBuf>,
     /// How often the retention thread wakes to look for calls to purge.
     pub check_interval: Duration,
@@ -158,9 +162,10 @@ pub struct ProviderConfig {
     pub breaker_cooldown: Duration,
     /// The longest one dial request keeps being resent while the provider throttles (429, 503).
     pub throttle_budget: Duration,
-    /// Settings of the built-in mock: delay range and outcome mix, as `callmgr mock-provider` takes them.
-    pub mock_delay: String,
-    pub mock_mix: String,
+    /// Settings of the built-in mock (`provider.mock`), parsed as `callmgr mock-provider` parses
+    /// its flags: the ring-and-talk delay range and the outcome weights.
+    pub mock_delay: DelayRange,
+    pub mock_mix: Vec<(Outcome, u32)>,
     pub mock_seed: Option<u64>,
 }
 
@@ -175,6 +180,60 @@ pub struct StorageConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The level names `log.level` accepts, alone or after `target=` in a directive.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// `log.level`: a level, or a tracing filter in which every directive names its level
+/// (`callmgr=debug,info`). A bare word that is not a level is refused: the tracing filter would
+/// read it as a target name and log nothing else at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl LogFilter {
+    pub fn parse(text: &str) -> Result<LogFilter, String> {
+        let text = text.trim();
+        let is_level = |word: &str| LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word.trim()));
+        let refused = |why: String| {
+            Err(format!(
+                "{why}; accepted: one of {} or a filter of comma-separated directives, each TARGET=LEVEL or a LEVEL, e.g. `callmgr=debug,info`",
+                LOG_LEVELS.join(", ")
+            ))
+        };
+        let directives: Vec<&str> = text.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+        if directives.is_empty() {
+            return refused("is empty".into());
+        }
+        for directive in &directives {
+            let level = directive.rsplit_once('=').map_or(*directive, |(_, level)| level);
+            if !is_level(level) {
+                return refused(format!("`{text}` is not a log level or a filter (`{directive}` names no level)"));
+            }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(text) {
+            return refused(format!("`{text}` is not a valid filter ({error})"));
+        }
+        Ok(LogFilter(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The filter the log subscriber applies.
+    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::try_new(&self.0).expect("validated when the configuration was read")
+    }
 }
 
 /// What a token may do.
@@ -221,9 +280,10 @@ pub fn resend_backoff(failed_sends: u32) -> Duration {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// The file this came from (for messages).
+    /// The file this came from (for messages): absolute when read by [`load`].
     pub source: PathBuf,
     pub listen: SocketAddr,
+    /// Absolute (see [`load`] for what a relative one is read from).
     pub data_dir: PathBuf,
     pub tokens: Vec<Token>,
     pub max_concurrent_calls: u32,
@@ -235,13 +295,14 @@ pub struct Config {
     pub public_url: Option<String>,
     pub provider: ProviderConfig,
     pub workers: usize,
+    /// Absolute, like `data_dir`.
     pub retry_config: PathBuf,
     /// `MAX_RETRY_ATTEMPTS`: overrides the retry file's `defaults.max_attempts`.
     pub retry_max_attempts_override: Option<u32>,
     pub storage: StorageConfig,
     pub limits: Limits,
     pub retention: RetentionConfig,
-    pub log_level: String,
+    pub log_level: LogFilter,
     pub log_format: LogFormat,
     /// Region in which numbers written without `+` are read; `None`: such numbers are refused
     /// unless their campaign names a region.
@@ -250,6 +311,8 @@ pub struct Config {
     pub phone_validation: PhoneValidation,
     /// Most zones a number's prefix may map to and still count as inferred (`timezone_inference.max_candidates`).
     pub timezone_max_candidates: usize,
+    /// Keys set by environment variables, with the variables that set them (for `check-config`).
+    pub from_environment: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -291,25 +354,45 @@ impl Config {
         })
     }
 
-    /// The human summary printed by `check-config` (tokens masked).
+    /// The human summary printed by `check-config` (tokens masked). A value that an environment
+    /// variable set is marked with the variable, e.g. `listen: 0.0.0.0:9000   (from CALLMGR_LISTEN)`.
     pub fn describe(&self) -> String {
+        let mut rows: Vec<(&str, String, &[&str])> = Vec::new();
         let masked: Vec<String> = self.tokens.iter().map(|t| format!("{} ({})", mask_secret(&t.secret), t.role.as_str())).collect();
-        let provider = match &self.provider.target {
+        let p = &self.provider;
+        let provider = match &p.target {
             ProviderTarget::Url(url) => url.clone(),
             ProviderTarget::BuiltinMock => format!("{BUILTIN_MOCK} (no real calls are placed)"),
         };
-        let p = &self.provider;
-        let mut provider_details = format!(
-            "provider.kind:          {}\n\
-             provider.breaker:       opens after {} consecutive transport failures, probes after {}\n\
-             provider.throttle_budget: {}\n",
-            p.kind.as_str(),
-            p.breaker_failures,
-            fmt_duration(p.breaker_cooldown),
-            fmt_duration(p.throttle_budget),
-        );
+        rows.push(("config file", self.source.display().to_string(), &[]));
+        rows.push(("listen", self.listen.to_string(), &["listen"]));
+        rows.push(("data_dir", self.data_dir.display().to_string(), &["data_dir"]));
+        rows.push(("tokens", if masked.is_empty() { "(none)".to_string() } else { masked.join(", ") }, &["tokens"]));
+        rows.push(("max_concurrent_calls", self.max_concurrent_calls.to_string(), &["max_concurrent_calls"]));
+        rows.push(("max_calls_per_second", self.max_calls_per_second.to_string(), &["max_calls_per_second"]));
+        rows.push(("duplicate_window", fmt_duration(self.duplicate_window), &["duplicate_window"]));
+        rows.push(("callback_timeout", fmt_duration(self.callback_timeout), &["callback_timeout"]));
+        rows.push(("public_url", self.public_url.clone().unwrap_or_else(|| format!("(default) http://{}", self.listen)), &["public_url"]));
+        match (p.kind, &p.target) {
+            (ProviderKind::Twilio, ProviderTarget::Url(_)) => rows.push(("provider.base_url", provider, &["provider.base_url"])),
+            _ => rows.push(("provider.url", provider, &["provider.url"])),
+        }
+        rows.push(("provider.api_key", if p.api_key.is_some() { "(set)" } else { "(none)" }.to_string(), &["provider.api_key"]));
+        rows.push(("provider.timeout", fmt_duration(p.timeout), &["provider.timeout"]));
+        rows.push((
+            "provider.max_send_attempts",
+            format!("{} (worst-case send budget {})", p.max_send_attempts, fmt_duration(self.send_budget())),
+            &["provider.max_send_attempts"],
+        ));
+        rows.push(("provider.kind", p.kind.as_str().to_string(), &["provider.kind"]));
+        rows.push((
+            "provider.breaker",
+            format!("opens after {} consecutive transport failures, probes after {}", p.breaker_failures, fmt_duration(p.breaker_cooldown)),
+            &["provider.breaker_failures", "provider.breaker_cooldown"],
+        ));
+        rows.push(("provider.throttle_budget", fmt_duration(p.throttle_budget), &["provider.throttle_budget"]));
         if p.kind == ProviderKind::Webhook {
-            provider_details.push_str(&format!("provider.callback_secret: {}\n", if p.callback_secret.is_some() { "(set)" } else { "(none)" }));
+            rows.push(("provider.callback_secret", if p.callback_secret.is_some() { "(set)" } else { "(none)" }.to_string(), &["provider.callback_secret"]));
         }
         if let Some(t) = &p.twilio {
             let flow = match &t.call_flow {
@@ -317,105 +400,137 @@ impl Config {
                 CallFlow::Url(url) => format!("url {url}"),
             };
             let outcomes: Vec<String> = t.outcomes.entries().iter().map(|(k, o)| format!("{k}={}", o.as_str())).collect();
-            provider_details.push_str(&format!(
-                "provider.twilio:        base_url={} account_sid={} auth_token={} from={} ring_timeout={}s machine_detection={}\n\
-                 provider.call_flow:     {flow}\n\
-                 provider.outcomes:      {}\n",
-                t.base_url,
-                t.account_sid,
-                mask_secret(&t.auth_token),
-                t.from,
-                t.ring_timeout_seconds,
-                t.machine_detection.map(|m| m.as_str()).unwrap_or("off"),
-                outcomes.join(" "),
+            rows.push((
+                "provider.twilio",
+                format!(
+                    "base_url={} account_sid={} auth_token={} from={} ring_timeout={}s machine_detection={}",
+                    t.base_url,
+                    t.account_sid,
+                    mask_secret(&t.auth_token),
+                    t.from,
+                    t.ring_timeout_seconds,
+                    t.machine_detection.map(|m| m.as_str()).unwrap_or("off"),
+                ),
+                &["provider.base_url", "provider.account_sid", "provider.auth_token", "provider.from", "provider.ring_timeout", "provider.machine_detection"],
+            ));
+            rows.push(("provider.call_flow", flow, &["provider.twiml", "provider.url"]));
+            rows.push(("provider.outcomes", outcomes.join(" "), &["provider.outcomes"]));
+        }
+        if p.target == ProviderTarget::BuiltinMock {
+            let mix: Vec<String> = p.mock_mix.iter().map(|(outcome, weight)| format!("{}={weight}", outcome.as_str())).collect();
+            rows.push((
+                "provider.mock",
+                format!(
+                    "delay={}..{} mix={} seed={}",
+                    fmt_duration(p.mock_delay.min),
+                    fmt_duration(p.mock_delay.max),
+                    mix.join(","),
+                    p.mock_seed.map(|s| s.to_string()).unwrap_or_else(|| "(from the clock)".into())
+                ),
+                &["provider.mock"],
             ));
         }
+        rows.push(("workers", self.workers.to_string(), &["workers"]));
+        let retry_override = match self.retry_max_attempts_override {
+            Some(n) => format!(" (max attempts overridden to {n} by MAX_RETRY_ATTEMPTS)"),
+            None => String::new(),
+        };
+        rows.push(("retry_config", format!("{}{retry_override}", self.retry_config.display()), &["retry_config"]));
+        rows.push(("storage.quick_repair", self.storage.quick_repair.to_string(), &["storage.quick_repair"]));
+        rows.push(("storage.cache_size", format!("{} MiB", self.storage.cache_size_bytes / (1024 * 1024)), &["storage.cache_size_mb"]));
         let l = &self.limits;
-        format!(
-            "config file:            {}\n\
-             listen:                 {}\n\
-             data_dir:               {}\n\
-             tokens:                 {}\n\
-             max_concurrent_calls:   {}\n\
-             max_calls_per_second:   {}\n\
-             duplicate_window:       {}\n\
-             callback_timeout:       {}\n\
-             public_url:             {}\n\
-             {}\n\
-             provider.api_key:       {}\n\
-             provider.timeout:       {}\n\
-             provider.max_send_attempts: {} (worst-case send budget {})\n\
-             {}\
-             workers:                {}\n\
-             retry_config:           {}{}\n\
-             storage.quick_repair:   {}\n\
-             storage.cache_size:     {} MiB\n\
-             limits:                 request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}\n\
-             connections:            connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}\n\
-             disk:                   disk_free_min_mb={}\n\
-             retention:              final_calls={} archive_dir={} check_interval={} purge_chunk_max={}\n\
-             log:                    level={} format={:?}\n\
-             default_region:         {}\n\
-             phone_validation:       {}\n\
-             timezone_inference:     max_candidates={}\n",
-            self.source.display(),
-            self.listen,
-            self.data_dir.display(),
-            if masked.is_empty() { "(none)".to_string() } else { masked.join(", ") },
-            self.max_concurrent_calls,
-            self.max_calls_per_second,
-            fmt_duration(self.duplicate_window),
-            fmt_duration(self.callback_timeout),
-            self.public_url.clone().unwrap_or_else(|| format!("(default) http://{}", self.listen)),
-            match (p.kind, &p.target) {
-                (ProviderKind::Twilio, ProviderTarget::Url(_)) => format!("provider.base_url:      {provider}"),
-                _ => format!("provider.url:           {provider}"),
-            },
-            if self.provider.api_key.is_some() { "(set)" } else { "(none)" },
-            fmt_duration(self.provider.timeout),
-            self.provider.max_send_attempts,
-            fmt_duration(self.send_budget()),
-            provider_details,
-            self.workers,
-            self.retry_config.display(),
-            match self.retry_max_attempts_override {
-                Some(n) => format!(" (max attempts overridden to {n} by MAX_RETRY_ATTEMPTS)"),
-                None => String::new(),
-            },
-            self.storage.quick_repair,
-            self.storage.cache_size_bytes / (1024 * 1024),
-            l.request_body_max_bytes,
-            l.batch_max,
-            l.page_size_default,
-            l.page_size_max,
-            l.list_scan_max,
-            l.writer_inbox_max,
-            l.writer_batch_max,
-            l.event_queue_max,
-            l.cancel_chunk_max,
-            l.retry_release_max,
-            fmt_duration(l.http_request_timeout),
-            fmt_duration(l.shutdown_timeout),
-            l.connections_max,
-            fmt_duration(l.header_read_timeout),
-            fmt_duration(l.idle_timeout),
-            fmt_duration(l.write_stall_timeout),
-            l.exports_max,
-            fmt_duration(l.export_stall_timeout),
-            l.disk_free_min_mb,
-            self.retention.final_calls.map(fmt_duration).unwrap_or_else(|| "(keep forever)".into()),
-            self.retention.archive_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
-            fmt_duration(self.retention.check_interval),
-            l.purge_chunk_max,
-            self.log_level,
-            self.log_format,
-            match &self.default_region {
-                Some(region) => region.to_string(),
-                None => "(none: numbers without + need their campaign's region)".to_string(),
-            },
-            self.phone_validation.as_str(),
-            self.timezone_max_candidates,
-        )
+        rows.push((
+            "limits",
+            format!(
+                "request_body_max_bytes={} batch_max={} page_size_default={} page_size_max={} list_scan_max={} writer_inbox_max={} writer_batch_max={} event_queue_max={} cancel_chunk_max={} retry_release_max={} http_request_timeout={} shutdown_timeout={}",
+                l.request_body_max_bytes,
+                l.batch_max,
+                l.page_size_default,
+                l.page_size_max,
+                l.list_scan_max,
+                l.writer_inbox_max,
+                l.writer_batch_max,
+                l.event_queue_max,
+                l.cancel_chunk_max,
+                l.retry_release_max,
+                fmt_duration(l.http_request_timeout),
+                fmt_duration(l.shutdown_timeout),
+            ),
+            &[
+                "limits.request_body_max_bytes",
+                "limits.batch_max",
+                "limits.page_size_default",
+                "limits.page_size_max",
+                "limits.list_scan_max",
+                "limits.writer_inbox_max",
+                "limits.writer_batch_max",
+                "limits.event_queue_max",
+                "limits.cancel_chunk_max",
+                "limits.retry_release_max",
+                "limits.http_request_timeout",
+                "limits.shutdown_timeout",
+            ],
+        ));
+        rows.push((
+            "connections",
+            format!(
+                "connections_max={} header_read_timeout={} idle_timeout={} write_stall_timeout={} exports_max={} export_stall_timeout={}",
+                l.connections_max,
+                fmt_duration(l.header_read_timeout),
+                fmt_duration(l.idle_timeout),
+                fmt_duration(l.write_stall_timeout),
+                l.exports_max,
+                fmt_duration(l.export_stall_timeout),
+            ),
+            &[
+                "limits.connections_max",
+                "limits.header_read_timeout",
+                "limits.idle_timeout",
+                "limits.write_stall_timeout",
+                "limits.exports_max",
+                "limits.export_stall_timeout",
+            ],
+        ));
+        rows.push(("disk", format!("disk_free_min_mb={}", l.disk_free_min_mb), &["limits.disk_free_min_mb"]));
+        rows.push((
+            "retention",
+            format!(
+                "final_calls={} archive_dir={} check_interval={} purge_chunk_max={}",
+                self.retention.final_calls.map(fmt_duration).unwrap_or_else(|| "(keep forever)".into()),
+                self.retention.archive_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
+                fmt_duration(self.retention.check_interval),
+                l.purge_chunk_max,
+            ),
+            &["retention", "limits.purge_chunk_max"],
+        ));
+        rows.push(("log", format!("level={} format={}", self.log_level.as_str(), self.log_format.as_str()), &["log"]));
+        let region = match &self.default_region {
+            Some(region) => region.to_string(),
+            None => "(none: numbers without + need their campaign's region)".to_string(),
+        };
+        rows.push(("default_region", region, &["default_region"]));
+        rows.push(("phone_validation", self.phone_validation.as_str().to_string(), &["phone_validation"]));
+        rows.push(("timezone_inference", format!("max_candidates={}", self.timezone_max_candidates), &["timezone_inference"]));
+
+        let mut out = String::new();
+        for (label, value, keys) in rows {
+            let label = format!("{label}:");
+            out.push_str(&format!("{label:<23} {value}{}\n", self.environment_mark(keys)));
+        }
+        out
+    }
+
+    /// `   (from VAR)` when an environment variable set the one key of a line, or
+    /// `   (key from VAR, …)` for the keys of a line that shows several; empty when none did.
+    /// A key covers the keys nested under it (`log` covers `log.level`).
+    fn environment_mark(&self, keys: &[&str]) -> String {
+        let covered = |key: &str| keys.iter().any(|k| key == *k || key.strip_prefix(k).is_some_and(|rest| rest.starts_with('.')));
+        let set: Vec<(&String, &String)> = self.from_environment.iter().filter(|(key, _)| covered(key)).collect();
+        match set.as_slice() {
+            [] => String::new(),
+            [(key, variable)] if keys == [key.as_str()] => format!("   (from {variable})"),
+            _ => format!("   ({})", set.iter().map(|(key, variable)| format!("{key} from {variable}")).collect::<Vec<_>>().join(", ")),
+        }
     }
 }
 
@@ -496,7 +611,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
             listen: "127.0.0.1:8000".into(),
-            data_dir: "./data".into(),
+            data_dir: "data".into(),
             tokens: Vec::new(),
             max_concurrent_calls: 100,
             max_calls_per_second: 50.0,
@@ -505,7 +620,7 @@ impl Default for RawConfig {
             public_url: None,
             provider: RawProvider::default(),
             workers: 16,
-            retry_config: "config/retry_config.yaml".into(),
+            retry_config: "retry_config.yaml".into(),
             storage: RawStorage::default(),
             limits: RawLimits::default(),
             retention: RawRetention::default(),
@@ -532,6 +647,10 @@ fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Stri
 
 /// Keys whose environment value is always text, never read as a number or a boolean.
 const ENV_TEXT_KEYS: &[&str] = &[
+    "data_dir",
+    "retry_config",
+    "retention.archive_dir",
+    "log.level",
     "provider.from",
     "provider.auth_token",
     "provider.account_sid",
@@ -621,7 +740,7 @@ const BUILTIN_MOCK_FROM: &str = "+15005550006";
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawMock {
-    delay: String,
+    delay: DurationText,
     mix: String,
     seed: Option<u64>,
 }
@@ -762,6 +881,8 @@ const LEGACY_ENV: &[(&str, EnvMapping)] = &[
     ("EXTERNAL_SERVICE_TIMEOUT_SECONDS", EnvMapping::Seconds("provider.timeout")),
     ("VALID_TOKENS", EnvMapping::List("tokens")),
     ("X_AUTH_TOKEN", EnvMapping::Append("tokens")),
+    // The tracing convention; a `CALLMGR_LOG__LEVEL` wins over it.
+    ("RUST_LOG", EnvMapping::Set("log.level")),
 ];
 
 /// Variables that are read elsewhere, not as config keys.
@@ -796,13 +917,15 @@ fn get_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(root, |node, part| node.get(part))
 }
 
-/// Applies overrides to the file's tree; returns which keys came from which variable.
+/// Applies overrides to the file's tree; returns which keys came from which variable (two for
+/// `tokens` when `X_AUTH_TOKEN` adds to `VALID_TOKENS`).
 fn apply_env(tree: &mut Value, env: &BTreeMap<String, String>, file: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut origin = BTreeMap::new();
     for (name, mapping) in LEGACY_ENV {
         let Some(raw) = env.get(*name) else { continue };
         let bad = |problem: String| ConfigError::Key { file: file.to_string(), key: format!("{name} (environment)"), problem };
         let (key, value) = match mapping {
+            EnvMapping::Set(key) if ENV_TEXT_KEYS.contains(key) => (*key, Value::String(raw.clone())),
             EnvMapping::Set(key) => (*key, scalar(raw)),
             EnvMapping::Minutes(key) => {
                 let n: u64 = raw.trim().parse().map_err(|_| bad(format!("`{raw}` is not a whole number of minutes")))?;
@@ -829,7 +952,11 @@ fn apply_env(tree: &mut Value, env: &BTreeMap<String, String>, file: &str) -> Re
             }
         };
         set_path(tree, key, value);
-        origin.insert(key.to_string(), name.to_string());
+        let setters = match (mapping, origin.get(key)) {
+            (EnvMapping::Append(_), Some(earlier)) => format!("{earlier} and {name}"),
+            _ => name.to_string(),
+        };
+        origin.insert(key.to_string(), setters);
     }
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix("CALLMGR_") else { continue };
@@ -846,11 +973,14 @@ fn apply_env(tree: &mut Value, env: &BTreeMap<String, String>, file: &str) -> Re
 
 // ---------------------------------------------------------------------------------------------
 
-/// Reads `path`, applies the environment, validates. `env` is passed in so tests control it.
-pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+/// Reads `path`, applies the environment, validates. `env` and `working_dir` (against which a
+/// relative `path`, and a relative path from the environment, resolve) are passed in so tests
+/// control them. Messages name the file by its absolute path.
+pub fn load(path: &Path, env: &BTreeMap<String, String>, working_dir: &Path) -> Result<Config, ConfigError> {
+    let path = resolve(working_dir, path);
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
-    from_str(&text, path, env)
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
+    from_str(&text, &path, env, working_dir)
 }
 
 /// The process environment as a map, for `load`.
@@ -858,7 +988,20 @@ pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-pub fn from_str(text: &str, source: &Path, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+/// The process's working directory, for `load`.
+pub fn process_working_dir() -> std::io::Result<PathBuf> {
+    std::env::current_dir()
+}
+
+/// `path` if absolute, else `base` joined with it, without `.` components (`..` stays: only the
+/// file system knows what it means when a folder is a symbolic link).
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    base.join(path).components().filter(|c| !matches!(c, Component::CurDir)).collect()
+}
+
+/// `source` is the file the text came from: relative paths in it resolve against its folder
+/// (itself resolved against `working_dir` if relative), and messages name it as given.
+pub fn from_str(text: &str, source: &Path, env: &BTreeMap<String, String>, working_dir: &Path) -> Result<Config, ConfigError> {
     let file = source.display().to_string();
     let mut tree: Value = if text.trim().is_empty() {
         Value::Mapping(Mapping::new())
@@ -895,13 +1038,27 @@ pub fn from_str(text: &str, source: &Path, env: &BTreeMap<String, String>) -> Re
             }
         },
     };
-    validate(raw, source, retry_max_attempts_override, &key_error)
+    let file_folder = resolve(working_dir, source.parent().unwrap_or(Path::new("")));
+    // A path from the file reads from the file's folder; one from the environment was typed
+    // where the command runs, so it reads from the working directory.
+    let path_base = |key: &str| if origin.contains_key(key) { working_dir.to_path_buf() } else { file_folder.clone() };
+    let bases = PathBases { data_dir: path_base("data_dir"), retry_config: path_base("retry_config"), archive_dir: path_base("retention.archive_dir") };
+    validate(raw, source, &bases, retry_max_attempts_override, origin.clone(), &key_error)
+}
+
+/// The folder each relative path resolves against.
+struct PathBases {
+    data_dir: PathBuf,
+    retry_config: PathBuf,
+    archive_dir: PathBuf,
 }
 
 fn validate(
     raw: RawConfig,
     source: &Path,
+    bases: &PathBases,
     retry_max_attempts_override: Option<u32>,
+    from_environment: BTreeMap<String, String>,
     key_error: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<Config, ConfigError> {
     let duration = |key: &str, text: &DurationText| parse_duration(&text.text()).map_err(|p| key_error(key, p));
@@ -954,9 +1111,9 @@ fn validate(
     }
     let public_url = raw.public_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     if let Some(url) = &public_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && !is_http_url(url)
     {
-        return Err(key_error("public_url", format!("`{url}` must start with http:// or https://")));
+        return Err(key_error("public_url", format!("`{url}` must be an http:// or https:// URL with a host")));
     }
     let provider = validate_provider(raw.provider, key_error)?;
     let workers = positive("workers", raw.workers)?;
@@ -1005,14 +1162,19 @@ fn validate(
         Some(dir) if dir.as_os_str().is_empty() => {
             return Err(key_error("retention.archive_dir", "must not be empty (leave the key out for no archive)".into()));
         }
-        Some(dir) if dir.is_relative() => Some(source.parent().unwrap_or(Path::new("")).join(dir)),
-        other => other,
+        other => other.map(|dir| resolve(&bases.archive_dir, &dir)),
     };
     if archive_dir.is_some() && final_calls.is_none() {
         return Err(key_error("retention.archive_dir", "is set but retention.final_calls is not: nothing would ever be archived".into()));
     }
     let retention = RetentionConfig { final_calls, archive_dir, check_interval };
-    let log_format = match raw.log.format.as_str() {
+    let path = |key: &str, base: &Path, value: &Path| {
+        if value.as_os_str().is_empty() { Err(key_error(key, "must not be empty".into())) } else { Ok(resolve(base, value)) }
+    };
+    let data_dir = path("data_dir", &bases.data_dir, &raw.data_dir)?;
+    let retry_config = path("retry_config", &bases.retry_config, &raw.retry_config)?;
+    let log_level = LogFilter::parse(&raw.log.level).map_err(|problem| key_error("log.level", problem))?;
+    let log_format = match raw.log.format.trim() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => return Err(key_error("log.format", format!("`{other}` must be `text` or `json`"))),
@@ -1023,13 +1185,10 @@ fn validate(
     };
     let phone_validation = PhoneValidation::parse(raw.phone_validation.trim()).map_err(|problem| key_error("phone_validation", problem))?;
     let timezone_max_candidates = positive("timezone_inference.max_candidates", raw.timezone_inference.max_candidates)?;
-    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-        return Err(key_error("log.level", format!("`{}` is not a level (error, warn, info, debug, trace) or filter", raw.log.level)));
-    }
     Ok(Config {
         source: source.to_path_buf(),
         listen,
-        data_dir: raw.data_dir,
+        data_dir,
         tokens,
         max_concurrent_calls: raw.max_concurrent_calls,
         max_calls_per_second: raw.max_calls_per_second,
@@ -1038,7 +1197,7 @@ fn validate(
         public_url,
         provider,
         workers,
-        retry_config: raw.retry_config,
+        retry_config,
         retry_max_attempts_override,
         storage: StorageConfig {
             quick_repair: raw.storage.quick_repair,
@@ -1046,16 +1205,19 @@ fn validate(
         },
         limits,
         retention,
-        log_level: raw.log.level,
+        log_level,
         log_format,
         default_region,
         phone_validation,
         timezone_max_candidates,
+        from_environment,
     })
 }
 
+/// `http://` or `https://`, a host, and no blank anywhere.
 fn is_http_url(text: &str) -> bool {
-    text.starts_with("http://") || text.starts_with("https://")
+    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
+    rest.is_some_and(|rest| !rest.starts_with(['/', '?', '#', ':']) && !rest.is_empty() && !text.contains(char::is_whitespace))
 }
 
 /// `+` and 8 to 15 digits, the first not 0: a caller id Twilio can present.
@@ -1087,6 +1249,11 @@ fn validate_provider(raw: RawProvider, key_error: &dyn Fn(&str, String) -> Confi
         return Err(key_error("provider.breaker_cooldown", "must be at least 100ms".into()));
     }
     let throttle_budget = duration("provider.throttle_budget", &raw.throttle_budget)?;
+    // Read whatever the target: a mock setting that is wrong is wrong before it is used.
+    let mock_delay = parse_delay(&raw.mock.delay.text())
+        .map_err(|p| key_error("provider.mock.delay", format!("{p}; write a duration or a range, e.g. `1s..10s`, `0..250ms`, `0`")))?;
+    let mock_mix = parse_mix(&raw.mock.mix)
+        .map_err(|p| key_error("provider.mock.mix", format!("{p}; write STATUS=WEIGHT items, e.g. `PICKED=70,DISCONNECTED=15,RNR=10,FAILED=5`")))?;
     let (target, twilio, api_key, callback_secret) = match kind {
         ProviderKind::Webhook => {
             let twilio_keys = [
@@ -1192,8 +1359,8 @@ fn validate_provider(raw: RawProvider, key_error: &dyn Fn(&str, String) -> Confi
         breaker_failures: raw.breaker_failures,
         breaker_cooldown,
         throttle_budget,
-        mock_delay: raw.mock.delay,
-        mock_mix: raw.mock.mix,
+        mock_delay,
+        mock_mix,
         mock_seed: raw.mock.seed,
     })
 }
@@ -1204,28 +1371,39 @@ mod tests {
 
     const MINIMAL: &str = "tokens: [a-long-token]\nprovider: {url: builtin-mock}\n";
 
+    /// Where the tests' `test.yaml` is, and where the command runs.
+    const WORKING_DIR: &str = "/srv/run";
+
+    fn repository() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
-        from_str(text, Path::new("test.yaml"), &env(vars)).map_err(|e| e.to_string())
+        from_str(text, Path::new("test.yaml"), &env(vars), Path::new(WORKING_DIR)).map_err(|e| e.to_string())
     }
 
     #[test]
     fn shipped_config_is_valid() {
-        let config = load(Path::new("config/callmgr.yaml"), &BTreeMap::new()).unwrap();
+        let config = load(Path::new("config/callmgr.yaml"), &BTreeMap::new(), repository()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
         assert!(config.uses_dev_token());
         assert_eq!(config.provider.target, ProviderTarget::BuiltinMock);
+        // Its paths read from its own folder, wherever the command runs.
+        assert_eq!(config.retry_config, repository().join("config/retry_config.yaml"));
+        assert!(config.retry_config.is_file());
+        assert_eq!(config.data_dir, repository().join("config/../data"));
     }
 
     #[test]
     fn packaged_config_refuses_to_start_until_token_and_provider_are_set() {
-        let err = load(Path::new("packaging/callmgr.yaml"), &BTreeMap::new()).unwrap_err().to_string();
+        let err = load(Path::new("packaging/callmgr.yaml"), &BTreeMap::new(), repository()).unwrap_err().to_string();
         assert!(err.contains("packaging/callmgr.yaml") && err.contains("`tokens`"), "{err}");
         let vars = env(&[("VALID_TOKENS", "production-token-1")]);
-        let err = load(Path::new("packaging/callmgr.yaml"), &vars).unwrap_err().to_string();
+        let err = load(Path::new("packaging/callmgr.yaml"), &vars, repository()).unwrap_err().to_string();
         assert!(err.contains("`provider.url`"), "{err}");
     }
 
@@ -1341,7 +1519,7 @@ mod tests {
         assert_eq!(config.retention, RetentionConfig { final_calls: None, archive_dir: None, check_interval: Duration::from_secs(60) });
         assert_eq!(config.limits.purge_chunk_max, 1_000);
         let text = format!("{MINIMAL}retention: {{final_calls: 180d, archive_dir: archive}}\nlimits: {{purge_chunk_max: 500}}\n");
-        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new()).unwrap();
+        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new(), Path::new(WORKING_DIR)).unwrap();
         assert_eq!(config.retention.final_calls, Some(Duration::from_secs(180 * 86_400)));
         assert_eq!(config.retention.archive_dir, Some(PathBuf::from("/etc/callmgr/archive")));
         assert_eq!(config.limits.purge_chunk_max, 500);
@@ -1448,5 +1626,122 @@ mod tests {
         assert!(err.contains("provider.breaker_failures (from environment CALLMGR_PROVIDER__BREAKER_FAILURES)"), "{err}");
         let config = load_text(MINIMAL, &[("CALLMGR_PROVIDER__CALLBACK_SECRET", "12345")]).unwrap();
         assert_eq!(config.provider.callback_secret.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn log_level_takes_a_level_or_a_filter_whose_every_directive_names_a_level() {
+        for accepted in ["info", "DEBUG", " warn ", "off", "callmgr=debug,info", "warn,callmgr::service=info", "info,"] {
+            let config = load_text(&format!("{MINIMAL}log: {{level: \"{accepted}\"}}\n"), &[]).unwrap_or_else(|e| panic!("{accepted:?}: {e}"));
+            assert_eq!(config.log_level.as_str(), accepted.trim());
+        }
+        // `verbose` and `callmgr` would be read by the tracing filter as target names: nothing
+        // else would ever be logged.
+        for refused in ["verbose", "callmgr", "5", "", "info,verbose", "callmgr=loud", "callmgr[{x=1}]"] {
+            let err = load_text(&format!("{MINIMAL}log: {{level: \"{refused}\"}}\n"), &[]).unwrap_err();
+            assert!(err.starts_with("test.yaml: key `log.level`: "), "{refused:?}: {err}");
+            assert!(err.contains(&format!("`{refused}`")) || refused.is_empty(), "{refused:?}: {err}");
+            assert!(err.contains("error, warn, info, debug, trace, off") && err.contains("callmgr=debug,info"), "{refused:?}: {err}");
+        }
+        // RUST_LOG is read with the file and checked the same way; CALLMGR_LOG__LEVEL wins over it.
+        assert_eq!(load_text(MINIMAL, &[("RUST_LOG", "debug")]).unwrap().log_level.as_str(), "debug");
+        assert_eq!(load_text(MINIMAL, &[("RUST_LOG", "debug"), ("CALLMGR_LOG__LEVEL", "warn")]).unwrap().log_level.as_str(), "warn");
+        let err = load_text(MINIMAL, &[("RUST_LOG", "verbose")]).unwrap_err();
+        assert!(err.contains("key `log.level (from environment RUST_LOG)`: `verbose`"), "{err}");
+        let err = load_text(&format!("{MINIMAL}log: {{format: \" xml\"}}\n"), &[]).unwrap_err();
+        assert!(err.contains("key `log.format`: `xml` must be `text` or `json`"), "{err}");
+    }
+
+    #[test]
+    fn the_builtin_mocks_delay_and_mix_are_parsed_with_the_rest() {
+        let config = load_text(
+            &format!("{MINIMAL}provider: {{url: builtin-mock, mock: {{delay: 0..250ms, mix: \"picked=1,RNR=3\", seed: 7}}}}\n")
+                .replace("provider: {url: builtin-mock}\n", ""),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.provider.mock_delay, DelayRange { min: Duration::ZERO, max: Duration::from_millis(250) });
+        assert_eq!(config.provider.mock_mix, vec![(Outcome::Picked, 1), (Outcome::Rnr, 3)]);
+        assert!(config.describe().contains("provider.mock:          delay=0s..250ms mix=PICKED=1,RNR=3 seed=7\n"), "{}", config.describe());
+        let config = load_text(MINIMAL, &[("CALLMGR_PROVIDER__MOCK__DELAY", "0")]).unwrap();
+        assert_eq!(config.provider.mock_delay, DelayRange { min: Duration::ZERO, max: Duration::ZERO });
+        // Wrong values are refused even when the mock is not the provider.
+        let webhook = "tokens: [a-long-token]\nprovider: {url: \"http://127.0.0.1:9/dial\", mock: {";
+        for (mock, expected) in [
+            ("delay: soon", "key `provider.mock.delay`: `soon`"),
+            ("delay: 5s..1s", "key `provider.mock.delay`: delay `5s..1s`: the upper bound is below the lower"),
+            ("mix: \"PICKED=0\"", "key `provider.mock.mix`: the outcome mix has no weight"),
+            ("mix: \"ANSWERED=5\"", "key `provider.mock.mix`: mix item `ANSWERED=5`: unknown status"),
+            ("mix: \"PICKED\"", "key `provider.mock.mix`: mix item `PICKED` must be STATUS=WEIGHT"),
+        ] {
+            let err = load_text(&format!("{webhook}{mock}}}}}\n"), &[]).unwrap_err();
+            assert!(err.starts_with("test.yaml: ") && err.contains(expected), "{mock:?}: expected {expected:?} in {err}");
+        }
+        let err = load_text(MINIMAL, &[("CALLMGR_PROVIDER__MOCK__MIX", "RNR=x")]).unwrap_err();
+        assert!(err.contains("key `provider.mock.mix (from environment CALLMGR_PROVIDER__MOCK__MIX)`"), "{err}");
+    }
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        for (extra, expected) in [
+            ("public_url: \"http://\"\n", "key `public_url`"),
+            ("public_url: \"https:///x\"\n", "key `public_url`"),
+            ("public_url: \"http://a b\"\n", "key `public_url`"),
+        ] {
+            let err = load_text(&format!("{MINIMAL}{extra}"), &[]).unwrap_err();
+            assert!(err.contains(expected), "{extra:?}: {err}");
+        }
+        let err = load_text("tokens: [a-long-token]\nprovider: {url: \"http://\"}\n", &[]).unwrap_err();
+        assert!(err.contains("key `provider.url`"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_read_from_the_files_folder_and_from_the_working_directory_when_the_environment_gives_them() {
+        let text = format!("{MINIMAL}data_dir: ./state\nretry_config: rules/retry.yaml\nretention: {{final_calls: 1d, archive_dir: ../archive}}\n");
+        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new(), Path::new(WORKING_DIR)).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/etc/callmgr/state"));
+        assert_eq!(config.retry_config, PathBuf::from("/etc/callmgr/rules/retry.yaml"));
+        assert_eq!(config.retention.archive_dir, Some(PathBuf::from("/etc/callmgr/../archive")));
+        // A file named relatively is found from the working directory, and so are its paths.
+        let config = from_str(&text, Path::new("conf/callmgr.yaml"), &BTreeMap::new(), Path::new(WORKING_DIR)).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/run/conf/state"));
+        // Absent keys: beside the file.
+        let config = from_str(MINIMAL, Path::new("/etc/callmgr/callmgr.yaml"), &BTreeMap::new(), Path::new(WORKING_DIR)).unwrap();
+        assert_eq!((config.data_dir, config.retry_config), (PathBuf::from("/etc/callmgr/data"), PathBuf::from("/etc/callmgr/retry_config.yaml")));
+        // From the environment: typed where the command runs, so read from there.
+        let vars = env(&[("CALLMGR_DATA_DIR", "state"), ("RETRY_SCHEDULE_CONFIG_PATH", "./r.yaml"), ("CALLMGR_RETENTION__ARCHIVE_DIR", "/abs/archive")]);
+        let config = from_str(&text, Path::new("/etc/callmgr/callmgr.yaml"), &vars, Path::new(WORKING_DIR)).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/run/state"));
+        assert_eq!(config.retry_config, PathBuf::from("/srv/run/r.yaml"));
+        assert_eq!(config.retention.archive_dir, Some(PathBuf::from("/abs/archive")));
+        let err = load_text(&format!("{MINIMAL}data_dir: \"\"\n"), &[]).unwrap_err();
+        assert!(err.contains("key `data_dir`: must not be empty"), "{err}");
+        // A file that cannot be read is named by its absolute path.
+        let err = load(Path::new("no-such-folder/callmgr.yaml"), &BTreeMap::new(), repository()).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: cannot read", repository().join("no-such-folder/callmgr.yaml").display())), "{err}");
+    }
+
+    #[test]
+    fn describe_marks_each_value_an_environment_variable_set() {
+        let vars = [
+            ("CALLMGR_LISTEN", "0.0.0.0:9000"),
+            ("VALID_TOKENS", "token-one-1"),
+            ("X_AUTH_TOKEN", "token-two-2"),
+            ("CALLMGR_LIMITS__BATCH_MAX", "50"),
+            ("CALLMGR_LIMITS__SHUTDOWN_TIMEOUT", "5s"),
+            ("RUST_LOG", "debug"),
+        ];
+        let config = load_text(&format!("{MINIMAL}workers: 4\n"), &vars).unwrap();
+        let text = config.describe();
+        let line = |label: &str| text.lines().find(|l| l.starts_with(&format!("{label}:"))).unwrap_or_else(|| panic!("no {label} in {text}")).to_string();
+        assert_eq!(line("listen"), "listen:                 0.0.0.0:9000   (from CALLMGR_LISTEN)");
+        assert!(line("tokens").ends_with(")   (from VALID_TOKENS and X_AUTH_TOKEN)"), "{text}");
+        assert!(
+            line("limits").ends_with("   (limits.batch_max from CALLMGR_LIMITS__BATCH_MAX, limits.shutdown_timeout from CALLMGR_LIMITS__SHUTDOWN_TIMEOUT)"),
+            "{text}"
+        );
+        assert!(line("log").ends_with("level=debug format=text   (log.level from RUST_LOG)"), "{text}");
+        for unmarked in ["workers", "data_dir", "connections", "provider.url"] {
+            assert!(!line(unmarked).contains("(from") && !line(unmarked).contains(" from "), "{unmarked} is marked: {text}");
+        }
     }
 }

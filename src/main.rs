@@ -73,7 +73,8 @@ fn main() -> ExitCode {
 
 /// The service configuration and the retry rules it names, both validated.
 fn load(path: &std::path::Path) -> Result<(Config, RetryRules), Failure> {
-    let config = config::load(path, &config::process_env()).map_err(|e| Failure::usage(e.to_string()))?;
+    let working_dir = config::process_working_dir().map_err(|e| Failure::runtime(anyhow::anyhow!("cannot read the working directory: {e}")))?;
+    let config = config::load(path, &config::process_env(), &working_dir).map_err(|e| Failure::usage(e.to_string()))?;
     let mut rules = RetryRules::load(&config.retry_config).map_err(|e| Failure::usage(e.to_string()))?;
     if let Some(n) = config.retry_max_attempts_override {
         rules = rules.with_default_max_attempts(n);
@@ -81,8 +82,9 @@ fn load(path: &std::path::Path) -> Result<(Config, RetryRules), Failure> {
     Ok((config, rules))
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// `serve` passes `log.level` (which `RUST_LOG` may have set, checked with the rest of the
+/// configuration); `mock-provider` reads no configuration and takes `RUST_LOG` as it is.
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
     match format {
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -142,7 +144,7 @@ fn reload_on_hangup(path: std::path::PathBuf) -> tokio::sync::mpsc::Receiver<cal
 
 fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let (config, rules) = load(path)?;
-    init_logging(&config.log_level, config.log_format);
+    init_logging(config.log_level.env_filter(), config.log_format);
     let clock = Arc::new(SystemClock);
     let runtime = runtime()?;
     let result = runtime
@@ -177,8 +179,8 @@ async fn start_builtin_mock(config: &Config) -> anyhow::Result<String> {
         .map(|t| t.secret.clone())
         .unwrap_or_default();
     let settings = MockSettings {
-        delay: mock_provider::parse_delay(&config.provider.mock_delay).map_err(|e| anyhow::anyhow!("provider.mock.delay: {e}"))?,
-        mix: mock_provider::parse_mix(&config.provider.mock_mix).map_err(|e| anyhow::anyhow!("provider.mock.mix: {e}"))?,
+        delay: config.provider.mock_delay,
+        mix: config.provider.mock_mix.clone(),
         seed: config.provider.mock_seed.unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64),
         protocol,
         token: callback_token,
@@ -228,7 +230,7 @@ fn check_config(path: &std::path::Path, avg_call_seconds: f64, phones: &[String]
 }
 
 fn mock_provider(args: MockProviderArgs) -> Result<(), Failure> {
-    init_logging("info", LogFormat::Text);
+    init_logging(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")), LogFormat::Text);
     // Bare numbers in --delay-ms are milliseconds.
     let with_unit = |part: &str| if part.trim().chars().all(|c| c.is_ascii_digit()) { format!("{}ms", part.trim()) } else { part.trim().to_string() };
     let delay_text = match args.delay_ms.split_once("..") {

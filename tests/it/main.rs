@@ -8,6 +8,7 @@ mod harness;
 mod api;
 mod carrier;
 mod compliance;
+mod configuration;
 mod dialing;
 mod disk;
 mod disk_guard;

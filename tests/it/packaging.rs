@@ -170,6 +170,8 @@ fn unit_config_and_deb_metadata_agree() {
         ("systemd/callmgr.service", "lib/systemd/system/callmgr.service", "644"),
         ("packaging/callmgr.yaml", "etc/callmgr/callmgr.yaml", "640"),
         ("packaging/retry_config.yaml", "etc/callmgr/retry_config.yaml", "640"),
+        ("packaging/generated/man/*.1.gz", "usr/share/man/man1/", "644"),
+        ("packaging/generated/completions/callmgr", "usr/share/bash-completion/completions/callmgr", "644"),
     ];
     for (source, destination, mode) in assets {
         let entry = format!(r#"["{source}", "{destination}", "{mode}"]"#);
@@ -177,7 +179,8 @@ fn unit_config_and_deb_metadata_agree() {
     }
     for line in deb.lines().filter(|l| l.trim_start().starts_with("[\"")) {
         let source = line.split('"').nth(1).unwrap();
-        if !source.starts_with("target/") {
+        // target/ holds the binary and packaging/generated/ what packaging/build.sh writes.
+        if !source.starts_with("target/") && !source.starts_with("packaging/generated/") {
             assert!(repo().join(source).exists(), "deb asset {source} does not exist");
         }
     }
