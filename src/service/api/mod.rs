@@ -12,6 +12,7 @@ pub mod error;
 mod extract;
 mod ops;
 mod phones;
+mod prometheus;
 mod twilio;
 pub mod views;
 
@@ -115,7 +116,7 @@ pub fn router(state: AppState) -> Router {
         ("/api/v1/dlq/{id}/replay", post(ops::replay)),
         ("/api/v1/providers/twilio/status", post(twilio::status)),
         ("/api/v1/metrics", get(ops::metrics)),
-        ("/metrics", get(ops::prometheus)),
+        ("/metrics", get(prometheus::prometheus)),
     ];
     for (path, methods) in routes {
         api = both(api, path, methods);
