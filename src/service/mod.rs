@@ -25,6 +25,7 @@ pub mod disk;
 pub mod dispatch;
 pub mod events;
 pub mod http;
+pub mod process;
 pub mod reload;
 pub mod retention;
 pub mod scheduler;

@@ -341,6 +341,7 @@ impl Scheduler {
             }
             Event::Dial(jobs) => {
                 self.stats.record(self.clock.now_ms(), Rate::Dials, jobs.len() as u64);
+                self.stats.record_campaign_dials(jobs.iter().map(|job| job.campaign_id));
                 self.undelivered.extend(jobs);
             }
             Event::Lookups(jobs) => self.undelivered_lookups.extend(jobs),

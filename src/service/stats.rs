@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use crate::core::model::{CampaignId, Millis};
+use crate::core::model::{CampaignId, Millis, Outcome};
 
 /// Seconds of per-second history kept for rates and sparklines.
 pub const HISTORY_SECONDS: usize = 600;
@@ -136,10 +136,23 @@ impl Gauges {
     }
 }
 
+/// One campaign's dials and outcomes since start (the per-campaign Prometheus counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CampaignCounts {
+    pub dials: u64,
+    /// Indexed like `Outcome::ALL`.
+    pub outcomes: [u64; 4],
+}
+
 pub struct LiveStats {
     history: Mutex<History>,
     /// Totals since start, for Prometheus counters, indexed by `Rate`.
     totals: [AtomicU64; 5],
+    /// Outcomes applied since start, indexed like `Outcome::ALL`.
+    outcomes: [AtomicU64; 4],
+    /// Dials and outcomes since start per campaign. One entry per campaign dialled since start
+    /// (a few dozen bytes each); the exposition shows only a bounded set of them.
+    per_campaign: Mutex<HashMap<CampaignId, CampaignCounts>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     latency_sum_ms: AtomicU64,
     latency_count: AtomicU64,
@@ -155,6 +168,8 @@ impl LiveStats {
         LiveStats {
             history: Mutex::new(History { seconds: VecDeque::with_capacity(HISTORY_SECONDS + 1) }),
             totals: Default::default(),
+            outcomes: Default::default(),
+            per_campaign: Mutex::new(HashMap::new()),
             latency_buckets: Default::default(),
             latency_sum_ms: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -194,6 +209,32 @@ impl LiveStats {
     pub fn record_final(&self, now: Millis, status: crate::core::model::Status) {
         let rate = if status == crate::core::model::Status::Cancelled { Rate::Cancelled } else { Rate::Finals };
         self.record(now, rate, 1);
+    }
+
+    /// Dials committed, one campaign id each (their share of `Rate::Dials`, recorded apart).
+    pub fn record_campaign_dials(&self, campaigns: impl Iterator<Item = CampaignId>) {
+        let mut per_campaign = self.per_campaign.lock().unwrap();
+        for campaign_id in campaigns {
+            per_campaign.entry(campaign_id).or_default().dials += 1;
+        }
+    }
+
+    /// An attempt's outcome applied: counts it under `Rate::Outcomes`, by outcome, and for its campaign.
+    pub fn record_outcome(&self, now: Millis, campaign_id: CampaignId, outcome: Outcome) {
+        self.record(now, Rate::Outcomes, 1);
+        let index = Outcome::ALL.iter().position(|o| *o == outcome).expect("every outcome is in ALL");
+        self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        self.per_campaign.lock().unwrap().entry(campaign_id).or_default().outcomes[index] += 1;
+    }
+
+    /// Outcomes applied since start, by outcome.
+    pub fn outcome_totals(&self) -> [(Outcome, u64); 4] {
+        std::array::from_fn(|i| (Outcome::ALL[i], self.outcomes[i].load(Ordering::Relaxed)))
+    }
+
+    /// A campaign's dials and outcomes since start (zeros when it has none).
+    pub fn campaign_counts(&self, campaign_id: CampaignId) -> CampaignCounts {
+        self.per_campaign.lock().unwrap().get(&campaign_id).copied().unwrap_or_default()
     }
 
     pub fn total(&self, rate: Rate) -> u64 {
@@ -276,6 +317,19 @@ mod tests {
         let series = stats.series(13_000, 4);
         assert_eq!(series.iter().map(|s| s.dials).collect::<Vec<_>>(), vec![0, 2, 0, 5]);
         assert_eq!(series[3].finals, 1);
+    }
+
+    #[test]
+    fn outcomes_count_in_total_by_outcome_and_per_campaign() {
+        let stats = LiveStats::new(0);
+        stats.record_outcome(1_000, 7, Outcome::Rnr);
+        stats.record_outcome(1_000, 7, Outcome::Picked);
+        stats.record_outcome(1_000, 8, Outcome::Rnr);
+        stats.record_campaign_dials([7, 7, 7].into_iter());
+        assert_eq!(stats.total(Rate::Outcomes), 3);
+        assert_eq!(stats.outcome_totals(), [(Outcome::Picked, 1), (Outcome::Disconnected, 0), (Outcome::Rnr, 2), (Outcome::Failed, 0)]);
+        assert_eq!(stats.campaign_counts(7), CampaignCounts { dials: 3, outcomes: [1, 0, 1, 0] });
+        assert_eq!(stats.campaign_counts(9), CampaignCounts::default());
     }
 
     #[test]

@@ -498,6 +498,10 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {name_and_labels} in\n{text}"))
 }
 
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
 fn count(value: &Value) -> u64 {
     value.as_u64().unwrap_or(0)
 }
@@ -505,7 +509,14 @@ fn count(value: &Value) -> u64 {
 #[test]
 fn metrics_after_a_scripted_set_of_calls_count_each_outcome_once() {
     let provider = FakeProvider::start();
-    let server = Server::start(Options { provider_url: provider.url(), max_concurrent_calls: 6, ..Options::default() });
+    let tokens = format!("[{TOKEN}, {{token: viewer-token-1, role: viewer}}]");
+    let started = unix_seconds();
+    let server = Server::start(Options { provider_url: provider.url(), max_concurrent_calls: 6, tokens, ..Options::default() });
+    // A stopped campaign gets no per-campaign series; a paused one does, its name escaped.
+    let stopped = server.create_campaign(json!({"name": "stopped"}));
+    assert_eq!(server.post(&format!("/api/v1/campaigns/{stopped}/stop/"), json!({})).0, 200);
+    let paused = server.create_campaign(json!({"name": "say \"paused\""}));
+    assert_eq!(server.post(&format!("/api/v1/campaigns/{paused}/pause/"), json!({})).0, 200);
     let campaign = server.create_campaign(json!({"name": "metrics"}));
     let ids: Vec<String> = (0..6).map(|n| server.initiate(campaign, &phone(n))["call_id"].as_str().unwrap().to_string()).collect();
     provider.wait_count(6);
@@ -575,7 +586,9 @@ fn metrics_after_a_scripted_set_of_calls_count_each_outcome_once() {
         assert_eq!(day["total_calls_initiated"], 0, "{day}");
     }
 
-    let (code, text) = server.raw("GET", "/metrics", None, Some(("X-Auth-Token", TOKEN.to_string())));
+    // A viewer token may scrape both forms.
+    assert_eq!(server.request_with("GET", "/api/v1/metrics/", None, Some("viewer-token-1")).0, 200);
+    let (code, text) = server.raw("GET", "/metrics", None, Some(("X-Auth-Token", "viewer-token-1".to_string())));
     assert_eq!(code, 200, "{text}");
     promtool_check(&text);
     assert_eq!(sample(&text, "callmgr_calls_in_flight"), 1.0);
@@ -583,7 +596,39 @@ fn metrics_after_a_scripted_set_of_calls_count_each_outcome_once() {
     assert_eq!(sample(&text, "callmgr_calls{status=\"PICKED\"}"), 2.0);
     assert_eq!(sample(&text, "callmgr_calls{status=\"RETRYING\"}"), 3.0);
     assert_eq!(sample(&text, "callmgr_dials_total"), 6.0);
-    assert_eq!(sample(&text, "callmgr_outcomes_total"), 5.0);
+    assert_eq!(sample(&text, "callmgr_calls_held{reason=\"paused\"}"), 0.0);
+    assert_eq!(sample(&text, "callmgr_provider_throttled"), 0.0);
+    assert_eq!(sample(&text, "callmgr_provider_breaker{state=\"closed\"}"), 1.0);
+
+    // Outcomes by outcome, the repeated callback not counted; the same per campaign.
+    let expected_outcomes = [("PICKED", 2.0), ("DISCONNECTED", 1.0), ("RNR", 1.0), ("FAILED", 1.0)];
+    for (outcome, n) in expected_outcomes {
+        assert_eq!(sample(&text, &format!("callmgr_outcomes_total{{outcome=\"{outcome}\"}}")), n, "{outcome}");
+        let per_campaign = format!("callmgr_campaign_outcomes_total{{campaign_id=\"{campaign}\",outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&text, &per_campaign), n, "{outcome}");
+        assert_eq!(sample(&text, &format!("callmgr_campaign_outcomes_total{{campaign_id=\"{paused}\",outcome=\"{outcome}\"}}")), 0.0);
+    }
+    assert!(!text.lines().any(|l| l.starts_with("callmgr_outcomes_total ")), "no unlabelled series beside the labelled ones");
+    assert_eq!(sample(&text, &format!("callmgr_campaign_dials_total{{campaign_id=\"{campaign}\"}}")), 6.0);
+    assert_eq!(sample(&text, &format!("callmgr_campaign_dials_total{{campaign_id=\"{paused}\"}}")), 0.0);
+    assert_eq!(sample(&text, &format!("callmgr_campaign_calls{{campaign_id=\"{campaign}\",status=\"RETRYING\"}}")), 3.0);
+    assert_eq!(sample(&text, &format!("callmgr_campaign_calls{{campaign_id=\"{campaign}\",status=\"PICKED\"}}")), 2.0);
+    assert_eq!(sample(&text, &format!("callmgr_campaign_info{{campaign_id=\"{campaign}\",name=\"metrics\",status=\"active\"}}")), 1.0);
+    assert_eq!(sample(&text, &format!("callmgr_campaign_info{{campaign_id=\"{paused}\",name=\"say \\\"paused\\\"\",status=\"paused\"}}")), 1.0);
+    let stopped_label = format!("campaign_id=\"{stopped}\"");
+    assert!(!text.contains(&stopped_label), "a stopped campaign has no series:\n{text}");
+
+    // The build and the process.
+    let build = format!("callmgr_build_info{{version=\"{}\",store_schema=\"2\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&text, &build), 1.0);
+    assert!(sample(&text, "process_resident_memory_bytes") > 1_000_000.0);
+    assert!(sample(&text, "process_virtual_memory_bytes") >= sample(&text, "process_resident_memory_bytes"));
+    assert!(sample(&text, "process_cpu_seconds_total") > 0.0);
+    let open_fds = sample(&text, "process_open_fds");
+    assert!(open_fds >= 3.0 && sample(&text, "process_max_fds") >= open_fds, "{text}");
+    // btime is whole seconds: the start time may read up to a second early.
+    let start = sample(&text, "process_start_time_seconds");
+    assert!(start >= started - 2.0 && start <= unix_seconds() + 1.0, "started {started}, process_start_time_seconds {start}");
     assert_eq!(sample(&text, "callmgr_provider_request_duration_seconds_count"), 6.0, "one latency sample per dial request");
     // Buckets are cumulative and end with +Inf, which equals the count.
     let buckets: Vec<f64> = text

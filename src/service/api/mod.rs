@@ -13,6 +13,7 @@ mod extract;
 mod openapi;
 mod ops;
 mod phones;
+mod prometheus;
 mod twilio;
 pub mod views;
 
@@ -134,7 +135,7 @@ pub fn routes() -> Vec<Route> {
         route("/api/v1/providers/twilio/status", Method::POST, twilio::status),
         route("/api/v1/metrics", Method::GET, ops::metrics),
         route("/api/v1/openapi.json", Method::GET, openapi::document),
-        route("/metrics", Method::GET, ops::prometheus),
+        route("/metrics", Method::GET, prometheus::prometheus),
     ];
     // Routes for the admin role only (the role table lets no other role POST).
     routes.extend(admin::routes());

@@ -1,11 +1,11 @@
-//! Operational endpoints: metrics (JSON and Prometheus text), dead letters, health and readiness.
+//! Operational endpoints: the JSON metrics (and the store snapshot `/metrics` shares with them),
+//! dead letters, health and readiness.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -15,7 +15,7 @@ use super::views::*;
 use crate::core::counters::{Counter, day_of};
 use crate::core::model::{Status, rfc3339};
 use crate::protocol::api;
-use crate::service::stats::{LATENCY_BUCKETS_MS, Rate, SecondCounts};
+use crate::service::stats::SecondCounts;
 use crate::service::store::tables::CountKey;
 use crate::service::writer::Command;
 
@@ -26,20 +26,20 @@ const SERIES_SECONDS: usize = 120;
 /// A scheduler heartbeat older than this marks the system degraded.
 const SCHEDULER_STALL_MS: i64 = 5_000;
 
-struct Snapshot {
+pub(super) struct Snapshot {
     /// Stored calls per status.
-    by_status: Vec<(Status, u64)>,
+    pub by_status: Vec<(Status, u64)>,
     /// Purged calls per final status.
-    purged: Vec<(Status, u64)>,
+    pub purged: Vec<(Status, u64)>,
     archive_seq: u64,
-    held_hours: u64,
-    held_cap: u64,
+    pub held_hours: u64,
+    pub held_cap: u64,
     cancelled_dnc: u64,
     days: Vec<(u32, Vec<(Counter, u64)>)>,
-    dead_letters: u64,
+    pub dead_letters: u64,
 }
 
-async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
+pub(super) async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
     let today = day_of(state.clock.now_ms());
     read(state, move |r| {
         let days = (0..RECENT_DAYS).filter_map(|back| today.checked_sub(back)).map(|day| r.daily(day).map(|c| (day, c))).collect::<Result<_, _>>()?;
@@ -78,7 +78,7 @@ fn retention_text(period: std::time::Duration) -> String {
     }
 }
 
-fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::RetentionMetrics> {
+pub(super) fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::RetentionMetrics> {
     let status = &state.retention;
     if !status.enabled.load(Ordering::Relaxed) {
         return None;
@@ -98,8 +98,13 @@ fn retention_metrics(state: &AppState, snap: &Snapshot) -> Option<api::Retention
     })
 }
 
+/// Whether the provider's throttling still holds the dial pace below `max_calls_per_second`.
+pub(super) fn pace_lowered(state: &AppState) -> bool {
+    state.provider_health.pace_per_second() + 0.001 < state.config.max_calls_per_second
+}
+
 /// Why the system is degraded, in words; empty when it is not.
-fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
+pub(super) fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
     let g = &state.gauges;
     let health = &state.provider_health;
     let mut reasons = Vec::new();
@@ -125,7 +130,7 @@ fn degraded_reasons(state: &AppState, now: i64) -> Vec<String> {
     let paused_until = health.paused_until_ms();
     if paused_until > now {
         reasons.push(format!("provider throttling: no new dial until {} (its Retry-After)", rfc3339(paused_until)));
-    } else if health.pace_per_second() + 0.001 < state.config.max_calls_per_second {
+    } else if pace_lowered(state) {
         reasons.push(format!(
             "provider throttling: dial pace lowered to {:.1}/s (max_calls_per_second {}), recovering",
             health.pace_per_second(),
@@ -238,91 +243,6 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Json<api::Metrics>
         degraded_reasons: reasons,
         disk: api::DiskMetrics { free_mb: state.disk.free_mb(), min_free_mb: state.disk.min_free_mb(), low: state.disk.is_low() },
     }))
-}
-
-/// `GET /metrics`: Prometheus text exposition format 0.0.4.
-pub async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let snap = snapshot(&state).await?;
-    let g = &state.gauges;
-    let stats = &state.stats;
-    let mut out = String::with_capacity(4096);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let plain = |v: u64| vec![(String::new(), v.to_string())];
-    metric("callmgr_calls_in_flight", "gauge", "Calls holding a slot (PROCESSING or being dispatched).", &plain(g.in_flight.load(Ordering::Relaxed)));
-    metric("callmgr_disk_free_bytes", "gauge", "Free space on the data disk.", &plain(state.disk.free_mb() * 1024 * 1024));
-    metric("callmgr_disk_low", "gauge", "1 while the data disk is below limits.disk_free_min_mb (new work refused).", &plain(state.disk.is_low() as u64));
-    metric("callmgr_max_concurrent_calls", "gauge", "The configured limit on calls in flight.", &plain(g.max_concurrent_calls.load(Ordering::Relaxed)));
-    metric("callmgr_queue_depth", "gauge", "INITIATED calls waiting for a slot.", &plain(g.queue_depth.load(Ordering::Relaxed)));
-    metric("callmgr_calls_retrying", "gauge", "Calls waiting for their next retry.", &plain(g.retrying.load(Ordering::Relaxed)));
-    let now = state.clock.now_ms();
-    metric("callmgr_awaiting_outcome_calls", "gauge", "Attempts in flight waiting for their outcome.", &plain(g.awaiting_outcome.load(Ordering::Relaxed)));
-    metric(
-        "callmgr_awaiting_outcome_oldest_seconds",
-        "gauge",
-        "Seconds the oldest attempt in flight has waited for its outcome.",
-        &plain(g.awaiting_oldest_seconds(now)),
-    );
-    metric(
-        "callmgr_awaiting_outcome_recovered_calls",
-        "gauge",
-        "Calls in flight since before the last start, still waiting for their outcome.",
-        &plain(g.recovered_in_flight.load(Ordering::Relaxed)),
-    );
-    let health = &state.provider_health;
-    let breaker = health.breaker();
-    let breaker_states: Vec<(String, String)> =
-        ["closed", "open", "half_open"].iter().map(|s| (format!("{{state=\"{s}\"}}"), u64::from(breaker.state == *s).to_string())).collect();
-    metric("callmgr_provider_breaker", "gauge", "The provider's circuit breaker state (1 for the current one).", &breaker_states);
-    metric(
-        "callmgr_provider_dial_pace_per_second",
-        "gauge",
-        "The dial pace in force (lowered while the provider throttles).",
-        &[(String::new(), health.pace_per_second().to_string())],
-    );
-    metric("callmgr_degraded", "gauge", "1 when system_status is degraded.", &plain(u64::from(!degraded_reasons(&state, now).is_empty())));
-    let by_status: Vec<(String, String)> = snap.by_status.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
-    metric("callmgr_calls", "gauge", "Stored calls by status.", &by_status);
-    let purged: Vec<(String, String)> = snap.purged.iter().map(|(s, n)| (format!("{{status=\"{}\"}}", s.as_str()), n.to_string())).collect();
-    metric("callmgr_calls_purged_total", "counter", "Final calls deleted by retention over the store's life, by status.", &purged);
-    if let Some(retention) = retention_metrics(&state, &snap) {
-        metric("callmgr_retention_running", "gauge", "1 while retention is purging.", &plain(retention.running as u64));
-        metric("callmgr_retention_last_run_purged", "gauge", "Calls purged by the last retention run that purged any.", &plain(retention.last_run_purged));
-        let last_run = state.retention.runs().last_run_at.map(|ms| (ms as f64 / 1000.0).to_string()).unwrap_or_else(|| "0".into());
-        metric(
-            "callmgr_retention_last_run_timestamp_seconds",
-            "gauge",
-            "When the last retention run that purged any calls ended (0: never).",
-            &[(String::new(), last_run)],
-        );
-        metric("callmgr_retention_archive_files", "gauge", "Retention archive files written over the store's life.", &plain(retention.archive_files));
-    }
-    metric("callmgr_dead_letters", "gauge", "Dead letters stored.", &plain(snap.dead_letters));
-    metric("callmgr_writer_queue", "gauge", "Commands waiting for the writer.", &plain(state.writer.queued() as u64));
-    metric("callmgr_calls_accepted_total", "counter", "Calls accepted since start.", &plain(stats.total(Rate::Accepted)));
-    metric("callmgr_dials_total", "counter", "Dial attempts committed since start.", &plain(stats.total(Rate::Dials)));
-    metric("callmgr_outcomes_total", "counter", "Attempt outcomes applied since start.", &plain(stats.total(Rate::Outcomes)));
-    metric("callmgr_calls_completed_total", "counter", "Calls that completed (PICKED or FAILED) since start.", &plain(stats.total(Rate::Finals)));
-    metric("callmgr_calls_cancelled_total", "counter", "Calls cancelled (campaign stopped, do-not-call) since start.", &plain(stats.total(Rate::Cancelled)));
-    let errors = vec![
-        ("{kind=\"transport\"}".to_string(), stats.provider_transport_errors.load(Ordering::Relaxed).to_string()),
-        ("{kind=\"refused\"}".to_string(), stats.provider_refusals.load(Ordering::Relaxed).to_string()),
-        ("{kind=\"throttled\"}".to_string(), health.throttled.load(Ordering::Relaxed).to_string()),
-        ("{kind=\"ambiguous\"}".to_string(), health.ambiguous.load(Ordering::Relaxed).to_string()),
-    ];
-    metric("callmgr_provider_errors_total", "counter", "Failed dial requests since start.", &errors);
-    let (cumulative, sum_ms, count) = stats.latency_histogram();
-    let mut histogram: Vec<(String, String)> =
-        LATENCY_BUCKETS_MS.iter().zip(&cumulative).map(|(le, n)| (format!("_bucket{{le=\"{}\"}}", *le as f64 / 1000.0), n.to_string())).collect();
-    histogram.push(("_bucket{le=\"+Inf\"}".into(), cumulative.last().copied().unwrap_or(0).to_string()));
-    histogram.push(("_sum".into(), (sum_ms as f64 / 1000.0).to_string()));
-    histogram.push(("_count".into(), count.to_string()));
-    metric("callmgr_provider_request_duration_seconds", "histogram", "Dial request latency, per send.", &histogram);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
 
 pub async fn dead_letters(State(state): State<AppState>, params: Params) -> Result<Json<api::Page<api::DeadLetter>>, ApiError> {

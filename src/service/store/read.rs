@@ -6,7 +6,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use super::tables::*;
 use super::{StoreError, decode};
 use crate::core::counters::Counter;
-use crate::core::model::{Call, CallId, Campaign, CampaignId, DeadLetter, DncEntry, Millis, NumberEntry, Status};
+use crate::core::model::{Call, CallId, Campaign, CampaignId, CampaignStatus, DeadLetter, DncEntry, Millis, NumberEntry, Status};
 
 /// Filters of `GET calls/` and the export.
 #[derive(Clone, Debug, Default)]
@@ -104,6 +104,23 @@ impl Reader {
             items.push(decode(v.value(), || format!("campaign {}", k.value()))?);
         }
         Ok(Page { items, next })
+    }
+
+    /// The newest `limit` campaigns (highest id first) that are not stopped.
+    pub fn newest_open_campaigns(&self, limit: usize) -> Result<Vec<Campaign>, StoreError> {
+        let table = self.txn.open_table(CAMPAIGNS)?;
+        let mut out = Vec::new();
+        for item in table.iter()?.rev() {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item?;
+            let campaign: Campaign = decode(v.value(), || format!("campaign {}", k.value()))?;
+            if campaign.status != CampaignStatus::Stopped {
+                out.push(campaign);
+            }
+        }
+        Ok(out)
     }
 
     pub fn all_campaigns(&self) -> Result<Vec<Campaign>, StoreError> {

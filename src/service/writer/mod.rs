@@ -42,7 +42,7 @@ use crate::core::model::{Call, CallChange, CallId, CampaignAction, CampaignId, D
 use crate::core::retry::RetryRules;
 use crate::service::dispatch::SendBoard;
 use crate::service::events::{CampaignInfo, DialJob, Event, LookupJob};
-use crate::service::stats::{Gauges, LiveStats, Rate};
+use crate::service::stats::{Gauges, LiveStats};
 use crate::service::store::{Store, StoreError, WriteTables};
 use context::Campaigns;
 use jobs::LongJob;
@@ -572,8 +572,8 @@ impl Writer {
         if !still_in_flight && self.outstanding_dials.get(&call.call_id) == Some(&old.attempt_count) {
             out.stop_sends.push((call.call_id, old.attempt_count));
         }
-        if transition.answer.is_some() {
-            self.stats.record(now, Rate::Outcomes, 1);
+        if let Some(answer) = &transition.answer {
+            self.stats.record_outcome(now, call.campaign_id, answer.outcome);
         }
         if call.status().is_final() && !old.status().is_final() {
             self.stats.record_final(now, call.status());

@@ -35,46 +35,9 @@ const CALLBACK_SEND_ATTEMPTS: u32 = 5;
 /// Calls the mock holds at once before it refuses new ones (protects a misconfigured test).
 const ACTIVE_CALLS_MAX: usize = 1_000_000;
 
-/// How long each call "rings and talks" before the callback: a uniform range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DelayRange {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-/// Parses `1s..10s`, `0..250ms`, `500ms` or `0`.
-pub fn parse_delay(text: &str) -> Result<DelayRange, String> {
-    let one = |t: &str| -> Result<Duration, String> {
-        let t = t.trim();
-        if t == "0" { Ok(Duration::ZERO) } else { humantime::parse_duration(t).map_err(|e| format!("`{t}`: {e}")) }
-    };
-    let (min, max) = match text.split_once("..") {
-        Some((a, b)) => (one(a)?, one(b)?),
-        None => {
-            let d = one(text)?;
-            (d, d)
-        }
-    };
-    if max < min {
-        return Err(format!("delay `{text}`: the upper bound is below the lower"));
-    }
-    Ok(DelayRange { min, max })
-}
-
-/// Parses `PICKED=70,DISCONNECTED=15,RNR=10,FAILED=5` (weights, not necessarily summing to 100).
-pub fn parse_mix(text: &str) -> Result<Vec<(Outcome, u32)>, String> {
-    let mut mix = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, weight) = part.split_once('=').ok_or_else(|| format!("mix item `{part}` must be STATUS=WEIGHT"))?;
-        let outcome = Outcome::parse(&name.trim().to_ascii_uppercase()).ok_or_else(|| format!("mix item `{part}`: unknown status `{name}`"))?;
-        let weight: u32 = weight.trim().parse().map_err(|_| format!("mix item `{part}`: weight must be a whole number"))?;
-        mix.push((outcome, weight));
-    }
-    if mix.iter().map(|(_, w)| *w as u64).sum::<u64>() == 0 {
-        return Err("the outcome mix has no weight".into());
-    }
-    Ok(mix)
-}
+// The delay range and outcome mix are parsed with the configuration (`provider.mock.*`), so
+// that `check-config` refuses a bad one; the CLI flags use the same parsers.
+pub use crate::config::{DelayRange, parse_delay, parse_mix};
 
 /// Which provider the mock plays.
 #[derive(Clone, Debug, PartialEq, Eq)]
