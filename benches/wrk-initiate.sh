@@ -40,7 +40,8 @@ run_one() {
     local bin=$1
     rm -rf "$work/data"
     if [ -n "${DATA_DIR:-}" ]; then cp -r "$DATA_DIR" "$work/data"; fi
-    printf '%s\n' "${RULES_YAML:-defaults: {max_attempts: 3, retry_interval_minutes: 60}}" >"$work/retry.yaml"
+    local rules='defaults: {max_attempts: 3, retry_interval_minutes: 60}'
+    printf '%s\n' "${RULES_YAML:-$rules}" >"$work/retry.yaml"
     cat >"$work/callmgr.yaml" <<EOF
 listen: 127.0.0.1:$port
 data_dir: $work/data
@@ -55,6 +56,7 @@ EOF
     server_pid=$!
     for _ in $(seq 1 600); do
         curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+        kill -0 "$server_pid" 2>/dev/null || { echo "serve exited:"; cat "$work/serve.log"; exit 1; }
         sleep 0.1
     done
     local campaign
@@ -75,8 +77,16 @@ EOF
         fi
     fi
     echo "== $bin (campaign $campaign, $connections connections, $duration, $dnc_note)"
-    CAMPAIGN=$campaign TOKEN=$token wrk -t2 -c"$connections" -d"$duration" --latency -s "$root/benches/initiate.lua" "http://127.0.0.1:$port" \
-        | grep -E "Requests/sec|Non-2xx|  50%|  99%|requests in"
+    # The server's CPU time per request as well as the rate: on a shared, noisy box the rate
+    # moves with the neighbours, the CPU each request costs much less.
+    local ticks_before ticks_after output requests
+    ticks_before=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+    output=$(CAMPAIGN=$campaign TOKEN=$token wrk -t2 -c"$connections" -d"$duration" --latency -s "$root/benches/initiate.lua" "http://127.0.0.1:$port")
+    ticks_after=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+    grep -E "Requests/sec|Non-2xx|  50%|  99%|requests in" <<<"$output"
+    requests=$(awk '/requests in/ {print $1}' <<<"$output")
+    awk -v t=$((ticks_after - ticks_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN { printf "  server CPU: %.1f s, %.1f µs per request\n", t / hz, t / hz * 1e6 / n }'
     kill "$server_pid"
     wait "$server_pid" 2>/dev/null || true
     server_pid=
