@@ -136,7 +136,7 @@ case "$packaged_file" in
 esac
 cmp -s "$work/root/lib/systemd/system/callmgr.service" systemd/callmgr.service || fail "packaged unit differs"
 cmp -s "$work/root/etc/callmgr/callmgr.yaml" packaging/callmgr.yaml || fail "packaged config differs"
-zcat "$work/root/usr/share/man/man1/callmgr-serve.1.gz" | grep -q -- "--config" || fail "the serve man page lacks --config"
+zcat "$work/root/usr/share/man/man1/callmgr-serve.1.gz" | grep -q "The service configuration file" || fail "the serve man page lacks --config"
 
 step "3. name resolution in the static binary: a provider named localhost"
 binary="$work/root/usr/bin/callmgr"
