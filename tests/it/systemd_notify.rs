@@ -1,4 +1,4 @@
-//! The sd_notify protocol as systemd sees it (DESIGN §8, issue 6): `serve` sends READY=1 only
+//! The sd_notify protocol as systemd sees it (see docs/operations.md): `serve` sends READY=1 only
 //! after the store is opened and recovered and the API listens, WATCHDOG=1 periodically while
 //! `WATCHDOG_USEC` is set, STOPPING=1 on SIGTERM, then exits 0. Without `NOTIFY_SOCKET` the
 //! protocol is a no-op.

@@ -66,7 +66,7 @@ fn every_source_file_says_what_it_owns() {
 #[test]
 fn the_repository_points_at_no_document_it_lacks() {
     let mut checked = Vec::new();
-    for dir in ["src", "config", "packaging", "systemd", "docs", "benches"] {
+    for dir in ["src", "config", "packaging", "systemd", "docs", "benches", "tests"] {
         files(&root().join(dir), &mut checked);
     }
     checked.extend(["README.md", "ARCHITECTURE.md", "Cargo.toml"].map(|f| root().join(f)));
@@ -74,7 +74,8 @@ fn the_repository_points_at_no_document_it_lacks() {
     for path in checked {
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         for (n, line) in text.lines().enumerate() {
-            if line.contains("../shared") || line.contains("DESIGN.md") || line.contains("DESIGN §") {
+            // Spelt in pieces, so that this file does not find itself.
+            if [concat!("../", "shared"), concat!("DESIGN", ".md"), concat!("DESIGN", " §")].iter().any(|outside| line.contains(outside)) {
                 problems.push(format!("{}:{}: {}", path.strip_prefix(root()).unwrap().display(), n + 1, line.trim()));
             }
         }
