@@ -134,7 +134,7 @@ fn reload_on_hangup(path: std::path::PathBuf) -> tokio::sync::mpsc::Receiver<cal
                     }
                 }
                 Ok(Err(failure)) => tracing::error!(problem = %failure.message, "SIGHUP: reload refused, the old settings stay"),
-                Err(_) => return,
+                Err(error) => tracing::error!(%error, "SIGHUP: reading the files failed, the old settings stay"),
             }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         }

@@ -9,7 +9,8 @@ use clap::CommandFactory;
 use crate::cli::Cli;
 
 /// Writes `callmgr.1` and one `callmgr-SUBCOMMAND.1` per subcommand (nested ones too, e.g.
-/// `callmgr-bench-e2e.1`) into `dir`, creating it; returns the files written, sorted.
+/// `callmgr-bench-e2e.1`) into `dir`, creating it; returns the manual pages `dir` now holds,
+/// sorted (pages of an older build left there are listed too).
 pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     clap_mangen::generate_to(Cli::command(), dir)?;

@@ -494,21 +494,7 @@ mod tests {
     }
 
     fn campaign(id: u64, name: &str, status: &str, stats: Option<api::CampaignStats>) -> api::Campaign {
-        api::Campaign {
-            id,
-            name: name.into(),
-            description: String::new(),
-            is_active: status == "active",
-            status: status.into(),
-            timezone: None,
-            max_attempts: None,
-            max_concurrent_calls: None,
-            default_region: None,
-            caller_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-            stats,
-        }
+        super::super::test_support::bare_campaign(id, name, status, stats)
     }
 
     fn stats(by_status: &[(&str, u64)], in_flight: u32, queued: u64, held: api::Held, next_dial_at: Option<&str>) -> api::CampaignStats {

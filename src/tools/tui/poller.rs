@@ -359,21 +359,7 @@ mod tests {
     use super::*;
 
     fn campaign(id: u64, status: &str) -> api::Campaign {
-        api::Campaign {
-            id,
-            name: format!("c{id}"),
-            description: String::new(),
-            is_active: status == "active",
-            status: status.into(),
-            timezone: None,
-            max_attempts: None,
-            max_concurrent_calls: None,
-            default_region: None,
-            caller_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-            stats: None,
-        }
+        super::super::test_support::bare_campaign(id, &format!("c{id}"), status, None)
     }
 
     #[test]

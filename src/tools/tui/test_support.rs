@@ -40,6 +40,25 @@ pub fn campaign(json: &str) -> api::Campaign {
     serde_json::from_str(json).expect("campaign fixture parses")
 }
 
+/// A campaign with only what the dashboard's logic looks at: id, name, status and stats.
+pub fn bare_campaign(id: u64, name: &str, status: &str, stats: Option<api::CampaignStats>) -> api::Campaign {
+    api::Campaign {
+        id,
+        name: name.into(),
+        description: String::new(),
+        is_active: status == "active",
+        status: status.into(),
+        timezone: None,
+        max_attempts: None,
+        max_concurrent_calls: None,
+        default_region: None,
+        caller_id: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+        stats,
+    }
+}
+
 /// A snapshot assembled the way the poller does, from the recorded answers of the main set.
 pub fn recorded_snapshot(metrics: &str) -> Snapshot {
     let list: api::Page<api::Campaign> = serde_json::from_str(CAMPAIGN_LIST).expect("list fixture parses");
